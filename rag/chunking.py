@@ -1,0 +1,45 @@
+"""Group whole sentences into the units that are embedded and stored.
+
+Three granularities (``Config.granularity``), compared on the development set in eval/README.md:
+``sentence`` embeds each sentence alone; ``window`` embeds each sentence with ``window``
+neighbours on each side, standing for its centre sentence; ``chunk`` embeds runs of
+``chunk_sentences`` sentences.
+"""
+
+from __future__ import annotations
+
+from rag.config import Config
+from rag.types import Article, Chunk, Sentence, content_hash
+
+
+def chunk(article: Article, sentences: list[Sentence], config: Config) -> list[Chunk]:
+    """Chunks of ``article`` made of whole sentences, each recording which sentences it holds."""
+    if config.granularity == "sentence":
+        groups = [(i, [i]) for i in range(len(sentences))]
+    elif config.granularity == "window":
+        w = config.window
+        groups = [
+            (i, list(range(max(0, i - w), min(len(sentences), i + w + 1)))) for i in range(len(sentences))
+        ]
+    elif config.granularity == "chunk":
+        n = config.chunk_sentences
+        groups = [(i, list(range(i, min(len(sentences), i + n)))) for i in range(0, len(sentences), n)]
+    else:
+        raise ValueError(f"unknown granularity {config.granularity!r}: use sentence, window or chunk")
+
+    chunks = []
+    for anchor, idx in groups:
+        start, end = sentences[idx[0]].start, sentences[idx[-1]].end
+        text = article.text[start:end]
+        chunks.append(
+            Chunk(
+                id=content_hash(article.id, str(anchor), text),
+                article_id=article.id,
+                sentence_indices=tuple(idx),
+                anchor=anchor,
+                start=start,
+                end=end,
+                text=text,
+            )
+        )
+    return chunks

@@ -1,0 +1,73 @@
+"""One frozen configuration object, built at entry points and passed in everywhere else."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything the engine can be told; no module reads the environment itself.
+
+    >>> Config(corpus=Path("my-news")).with_(granularity="window").granularity
+    'window'
+    """
+
+    corpus: Path = Path("corpus")
+    index: Path = Path(".newsdesk/index")
+    chroma_url: str | None = None  # e.g. http://127.0.0.1:8000; None = persistent Chroma in `index`
+    collection: str = "newsdesk"
+
+    # Indexing unit: "sentence" (one sentence), "window" (sentence with neighbours), "chunk"
+    # (runs of `chunk_sentences` sentences). Chosen by measurement, see eval/README.md.
+    granularity: str = "window"
+    window: int = 1
+    chunk_sentences: int = 4
+
+    model_path: str | None = None  # None = the packaged all-MiniLM-L6-v2
+    backend: str = "torch"  # "torch" or "onnx"
+    batch_size: int = 64
+
+    # Retrieval
+    candidates: int = 100  # per retriever, before fusion
+    rerank: bool = True  # second-stage scoring
+    context: int = 2  # neighbouring sentences returned with each hit
+    dedup_threshold: float = 0.92  # near-duplicate sentences collapse above this similarity
+
+    # Answering
+    llm: str = "none"  # "none", "llamacpp" or "openai"
+    llm_model: str | None = None  # GGUF path for llamacpp, model name for openai
+    llm_url: str | None = None  # OpenAI-compatible base URL
+    llm_api_key: str | None = None
+    llm_max_tokens: int = 256
+    abstain_threshold: float = 0.5
+    max_answer_sentences: int = 2
+    max_question_chars: int = 2000
+
+    def with_(self, **changes) -> "Config":
+        """A copy with some fields changed (None values are ignored, so CLI defaults pass through)."""
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    @classmethod
+    def from_env(cls, environ: dict | None = None) -> "Config":
+        """Read ``NEWSDESK_<FIELD>`` variables (e.g. NEWSDESK_CORPUS, NEWSDESK_CHROMA_URL)."""
+        env = os.environ if environ is None else environ
+        changes = {}
+        for f in fields(cls):
+            raw = env.get(f"NEWSDESK_{f.name.upper()}")
+            if raw is None or raw == "":
+                continue
+            default = getattr(cls, f.name, None)
+            if isinstance(default, bool):
+                changes[f.name] = raw.lower() in ("1", "true", "yes", "on")
+            elif isinstance(default, int):
+                changes[f.name] = int(raw)
+            elif isinstance(default, float):
+                changes[f.name] = float(raw)
+            elif isinstance(default, Path):
+                changes[f.name] = Path(raw)
+            else:
+                changes[f.name] = raw
+        return replace(cls(), **changes)

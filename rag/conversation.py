@@ -1,0 +1,60 @@
+"""Rewrite a follow-up question into one that stands alone, using the conversation so far."""
+
+from __future__ import annotations
+
+import re
+
+_ANAPHOR = re.compile(r"\b(it|its|it's|they|them|their|theirs|this|that|these|those|he|him|his|she|her|there|the company|the firm|the lab)\b", re.I)
+_ELLIPSIS = re.compile(r"^\s*(and|what about|how about|what of|also|why|when|where|how)\b[^?]{0,25}\??\s*$", re.I)
+_WORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9'’\-]*")
+_FUNCTION = frozenset(
+    """a an the of to in on for and or but is are was were be been do does did has have had what which who
+    whom whose when where why how many much that this these those it its with by from as at about into
+    they them their he she his her there can could would should will may might not say said tell me us
+    please more also""".split()
+)
+
+
+def _content(text: str) -> list[str]:
+    return [w for w in _WORD.findall(text) if w.lower() not in _FUNCTION]
+
+
+def needs_context(question: str) -> bool:
+    """True for questions that lean on an earlier turn ("When did it close?", "And the profit?")."""
+    has_entity = any(w[0].isupper() for w in _WORD.findall(question)[1:])
+    return bool(_ANAPHOR.search(question)) and not has_entity or bool(_ELLIPSIS.match(question)) or (
+        not has_entity and len(_content(question)) <= 2
+    )
+
+
+def standalone(question: str, history: list[tuple[str, str]] | None) -> str:
+    """``question`` made self-contained by naming what the last question was about.
+
+    ``history`` holds (question, answer) pairs, oldest first; earlier standalone questions work
+    best as the question part.
+
+    >>> standalone("When did it close?", [("Why did Amazon close its Shanghai lab?", "...")])
+    'When did it close? (Amazon Shanghai lab)'
+    """
+    question = question.strip()
+    if not history or not needs_context(question):
+        return question
+    have = {w.lower() for w in _content(question)}
+    for previous, _ in reversed(history):
+        previous = re.sub(r"\s*\(([^)]*)\)\s*$", r" \1", previous)  # unwrap an earlier rewrite's context
+        topic = [w for w in _content(previous) if w.lower() not in have and not _is_verb_like(w, question, previous)]
+        if topic:
+            seen, words = set(), []
+            for w in topic:
+                if w.lower() not in seen:
+                    seen.add(w.lower())
+                    words.append(w)
+            return f"{question} ({' '.join(words)})"
+    return question
+
+
+def _is_verb_like(word: str, question: str, previous: str) -> bool:
+    """Drop the previous question's main verb when it reappears in the follow-up (close/closed)."""
+    w = word.lower()
+    q = {x.lower() for x in _WORD.findall(question)}
+    return any(x.startswith(w[:4]) for x in q) and not word[0].isupper()

@@ -1,0 +1,78 @@
+"""Shared fixtures: a deterministic fake embedder, small corpora, the packaged model once per run."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import socket
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+
+ROOT = Path(__file__).resolve().parent.parent
+SHIPPED = ROOT / "corpus"
+BBC = ROOT.parent / "shared" / "datasets" / "bbc-news"
+
+
+class FakeEmbedder:
+    """Bag-of-words hashing into 384 dimensions: deterministic, instant, and texts sharing words are close."""
+
+    dim = 384
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.texts = 0
+
+    def embed(self, texts, progress: bool = False) -> np.ndarray:
+        self.calls += 1
+        self.texts += len(texts)
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for row, text in enumerate(texts):
+            for word in re.findall(r"\w+", text.lower()):
+                h = int(hashlib.md5(word.encode()).hexdigest(), 16)
+                out[row, h % self.dim] += 1.0
+            out[row, 0] += 1e-3  # never a zero vector
+        return out / np.linalg.norm(out, axis=1, keepdims=True)
+
+
+@pytest.fixture
+def fake_embedder() -> FakeEmbedder:
+    return FakeEmbedder()
+
+
+@pytest.fixture(scope="session")
+def real_embedder():
+    """The packaged all-MiniLM-L6-v2, loaded once for the whole run."""
+    from rag.embedding import SentenceTransformerEmbedder
+
+    e = SentenceTransformerEmbedder()
+    e.embed(["warm up"])
+    return e
+
+
+def write_corpus(folder: Path, files: dict[str, str | bytes]) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, content in files.items():
+        p = folder / name
+        p.parent.mkdir(parents=True, exist_ok=True)
+        (p.write_bytes if isinstance(content, bytes) else p.write_text)(content)
+    return folder
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def shipped_copy(tmp_path) -> Path:
+    """A private copy of the shipped corpus (tests may add or change files)."""
+    return write_corpus(tmp_path / "corpus", {p.name: p.read_bytes() for p in SHIPPED.iterdir() if p.is_file()})
