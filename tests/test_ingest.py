@@ -1,0 +1,195 @@
+"""Incremental ingest: unchanged corpora embed nothing, changes replace, deletions remove, crashes recover."""
+
+import json
+import subprocess
+import sys
+import textwrap
+import time
+import urllib.request
+
+import pytest
+
+from rag.config import Config
+from rag.ingest import IngestBusy, ingest
+from rag.store import Store
+from tests.conftest import ROOT, free_port, write_corpus
+
+
+def snapshot(store: Store) -> dict:
+    """Everything the index holds, comparable across runs and folders."""
+    chunks = store.chunks.get(include=["documents", "metadatas", "embeddings"])
+    arts = store.articles.get(include=["documents", "metadatas"])
+    return {
+        "chunks": sorted(
+            (i, d, json.dumps(m, sort_keys=True), tuple(round(float(x), 5) for x in e[:8]))
+            for i, d, m, e in zip(chunks["ids"], chunks["documents"], chunks["metadatas"], chunks["embeddings"])
+        ),
+        "articles": sorted((i, d, json.dumps(m, sort_keys=True)) for i, d, m in zip(arts["ids"], arts["documents"], arts["metadatas"])),
+    }
+
+
+def article_ids_in_chunks(store: Store) -> set:
+    return {m["article_id"] for m in store.chunks.get(include=["metadatas"])["metadatas"]}
+
+
+def run_incremental_cycle(config: Config, embedder, corpus):
+    """Add, re-run, change, delete, add: the checks shared by the embedded and the server store."""
+    store = Store(config)
+    first = ingest(config, store, embedder)
+    assert (first.added, first.updated, first.removed) == (2, 0, 0)
+    assert first.articles == 2 and first.sentences == first.chunks > 30
+
+    before = embedder.texts
+    again = ingest(config, Store(config), embedder)
+    assert (again.added, again.updated, again.removed, again.embedded) == (0, 0, 0, 0)
+    assert embedder.texts == before, "an unchanged corpus must embed nothing"
+
+    # Change one article: its chunks are replaced, none of the old ones survive.
+    target = corpus / "000_9a207fa780cf6d75.txt"
+    old_text = target.read_text()
+    target.write_text(old_text.replace("Shanghai", "Suzhou"))
+    changed = ingest(config, store, embedder)
+    assert (changed.added, changed.updated, changed.removed) == (0, 1, 0)
+    docs = store.chunks.get(where={"article_id": "000_9a207fa780cf6d75.txt"}, include=["documents"])["documents"]
+    assert docs and not any("Shanghai" in d for d in docs) and any("Suzhou" in d for d in docs)
+    assert store.chunks.count() == changed.chunks
+
+    # Delete one, add one.
+    (corpus / "004_ecde9af22defaaa7.txt").unlink()
+    write_corpus(corpus, {"new.md": "---\ntitle: Port strike\nsource: Wire\npublished: 2005-01-04\n---\nDock workers walked out on Tuesday. Ships queued offshore.\n"})
+    last = ingest(config, store, embedder)
+    assert (last.added, last.updated, last.removed) == (1, 0, 1)
+    assert article_ids_in_chunks(store) == {"000_9a207fa780cf6d75.txt", "new.md"}
+    assert set(store.manifest()) == {"000_9a207fa780cf6d75.txt", "new.md"}
+    # The lexical index follows: the deleted article's words are gone, the new one's are found.
+    lib = store.library()
+    hits = store.lexical.search("dock workers ships", 5)
+    assert hits and lib.order[hits[0][0]][0] == "new.md"
+    assert not store.lexical.search("Decline Reflection Technological Gap", 5) or all(
+        lib.order[d][0] != "004_ecde9af22defaaa7.txt" for d, _ in store.lexical.search("Decline Reflection", 5)
+    )
+    return store
+
+
+@pytest.fixture
+def counting(real_embedder):
+    """The packaged model, counting what it embeds."""
+
+    class Counting:
+        dim = real_embedder.dim
+        texts = 0
+
+        def embed(self, texts, progress=False):
+            self.texts += len(texts)
+            return real_embedder.embed(texts)
+
+    return Counting()
+
+
+def test_incremental_with_real_model_and_persistent_chroma(tmp_path, shipped_copy, counting):
+    config = Config(corpus=shipped_copy, index=tmp_path / "index", granularity="sentence")
+    store = run_incremental_cycle(config, counting, shipped_copy)
+    # Persistent: a fresh Store (as after a restart) sees the same index without re-embedding.
+    reopened = Store(config)
+    assert set(reopened.manifest()) == set(store.manifest())
+    assert reopened.lexical.fingerprint() == reopened.fingerprint()
+
+
+def test_bad_files_never_abort_or_lose_the_index(tmp_path, shipped_copy, fake_embedder):
+    config = Config(corpus=shipped_copy, index=tmp_path / "index")
+    ingest(config, Store(config), fake_embedder)
+    write_corpus(shipped_copy, {"bad.json": "{not json", "latin.txt": "Caf\xe9 news\n\nIt was \xa35.\n".encode("latin-1"), "empty.md": ""})
+    report = ingest(config, Store(config), fake_embedder)
+    assert {p.path for p in report.skipped} == {"bad.json", "empty.md"}
+    assert [p.path for p in report.warnings] == ["latin.txt"]
+    assert report.added == 1 and report.articles == 3  # the two seeds are untouched, latin.txt is in
+
+
+def test_second_ingest_on_the_same_index_is_refused_while_one_runs(tmp_path, shipped_copy, fake_embedder):
+    from filelock import FileLock
+
+    config = Config(corpus=shipped_copy, index=tmp_path / "index")
+    store = Store(config)
+    (tmp_path / "index").mkdir()
+    with FileLock(str(tmp_path / "index" / f"{store.name}.lock")):
+        with pytest.raises(IngestBusy):
+            ingest(config, store, fake_embedder)
+
+
+CRASHING_INGEST = textwrap.dedent(
+    """
+    import os, sys
+    sys.path[:0] = [{root!r}, {tests!r}]
+    from pathlib import Path
+    from conftest import FakeEmbedder
+    from rag.config import Config
+    from rag.ingest import ingest
+    from rag.store import Store
+
+    class DiesMidway(FakeEmbedder):
+        def embed(self, texts, progress=False):
+            if self.calls == 1:          # second batch: the first one is already written
+                os._exit(9)              # a hard kill: no cleanup, no finally blocks
+            return super().embed(texts)
+
+    config = Config(corpus=Path({corpus!r}), index=Path({index!r}))
+    ingest(config, Store(config), DiesMidway())
+    """
+)
+
+
+def test_killed_ingest_rerun_matches_a_clean_build(tmp_path, fake_embedder):
+    # 40 articles x 20 sentences = 800 chunks: two embedding batches, so the kill lands mid-way.
+    files = {
+        f"a{n:02}.txt": f"Story {n}\n\n" + " ".join(f"Sentence {i} of story {n} mentions item{n}x{i}." for i in range(19)) + "\n"
+        for n in range(40)
+    }
+    corpus = write_corpus(tmp_path / "corpus", files)
+    crashed = Config(corpus=corpus, index=tmp_path / "crashed")
+    script = CRASHING_INGEST.format(root=str(ROOT), tests=str(ROOT / "tests"), corpus=str(corpus), index=str(crashed.index))
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 9, proc.stderr
+    partial = Store(crashed)
+    assert 0 < partial.chunks.count() < 800, "the kill should leave a partly built index"
+
+    rerun = ingest(crashed, Store(crashed), fake_embedder)
+    clean = Config(corpus=corpus, index=tmp_path / "clean")
+    ingest(clean, Store(clean), fake_embedder)
+    assert rerun.articles == 40 and rerun.chunks == 800
+    assert snapshot(Store(crashed)) == snapshot(Store(clean))
+    assert Store(crashed).lexical.fingerprint() == Store(clean).lexical.fingerprint()
+
+
+@pytest.fixture
+def chroma_server(tmp_path):
+    """A real `chroma run` server on a free loopback port, stopped after the test."""
+    port = free_port()
+    chroma = ROOT / ".venv" / "bin" / "chroma"
+    exe = str(chroma) if chroma.exists() else "chroma"
+    proc = subprocess.Popen(
+        [exe, "run", "--path", str(tmp_path / "server-data"), "--host", "127.0.0.1", "--port", str(port)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 60
+    while True:
+        try:
+            urllib.request.urlopen(f"{url}/api/v2/heartbeat", timeout=2)
+            break
+        except OSError:
+            if proc.poll() is not None or time.time() > deadline:
+                proc.kill()
+                pytest.fail("chroma server did not start")
+            time.sleep(0.3)
+    yield url
+    proc.terminate()
+    proc.wait(timeout=20)
+
+
+@pytest.mark.server
+def test_incremental_against_a_chroma_server(tmp_path, shipped_copy, counting, chroma_server):
+    config = Config(corpus=shipped_copy, index=tmp_path / "local", chroma_url=chroma_server, granularity="sentence")
+    store = run_incremental_cycle(config, counting, shipped_copy)
+    # The data lives in the server: nothing but the BM25 cache was written locally.
+    assert not (tmp_path / "local" / "chroma.sqlite3").exists()
+    assert Store(config).chunks.count() == store.chunks.count() > 0

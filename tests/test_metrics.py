@@ -1,0 +1,145 @@
+"""The evaluation metrics on hand-made cases whose right values are worked out by hand."""
+
+from __future__ import annotations
+
+import pytest
+
+from rag.metrics import (
+    Span,
+    aggregate,
+    best_f1,
+    by_type,
+    citation_hits,
+    contains_answer,
+    full_recall,
+    golds_cited,
+    hit_at,
+    locate,
+    matches,
+    percentile,
+    reciprocal_rank,
+    score_question,
+    token_f1,
+)
+
+TEXT = "Shares fell. It lost 464,000 subscribers in the quarter. Profits rose 5%."
+GOLD = Span("a.txt", 13, 56, "It lost 464,000 subscribers in the quarter.")
+
+
+def test_locate_finds_exact_and_loosely_written_sentences():
+    assert locate(TEXT, GOLD.text) == (13, 56)
+    # different spacing, case and quote style still locate the same span
+    assert locate("He said “no way”  today. Next.", 'he said "no way" today.') == (0, 24)
+    assert locate(TEXT, "A sentence that is not there.") is None
+
+
+def test_match_by_overlap_needs_half_of_the_shorter_span():
+    assert matches(Span("a.txt", 13, 56, "whatever the splitter made"), GOLD)
+    assert matches(Span("a.txt", 30, 70, "x"), GOLD)  # 26 shared chars >= 43/2
+    assert not matches(Span("a.txt", 50, 90, "x"), GOLD)  # 6 shared chars < 40/2
+    assert not matches(Span("b.txt", 13, 56, "other article"), GOLD)
+
+
+def test_match_by_normalised_text_covers_duplicate_articles():
+    dup = Span("copy.txt", 200, 243, "it lost 464,000   subscribers in the QUARTER.")
+    assert matches(dup, GOLD)
+    chunk = Span("copy.txt", 0, 500, "Intro. It lost 464,000 subscribers in the quarter. More.")
+    assert not matches(chunk, GOLD)
+    assert matches(chunk, GOLD, contain=True)
+
+
+def test_unlocated_gold_matches_only_by_text():
+    gold = Span("a.txt", None, None, "Profits rose 5%.")
+    assert matches(Span("a.txt", 57, 73, "Profits rose 5%."), gold)
+    assert not matches(Span("a.txt", 57, 73, "Profits rose 6%."), gold)
+
+
+def test_known_ranking_gives_known_hits_and_mrr():
+    miss = Span("z.txt", 0, 10, "nothing")
+    ranked = [miss, miss, Span("a.txt", 13, 56, GOLD.text), miss]
+    assert hit_at(ranked, [GOLD], 1) == 0.0
+    assert hit_at(ranked, [GOLD], 2) == 0.0
+    assert hit_at(ranked, [GOLD], 3) == 1.0
+    assert reciprocal_rank(ranked, [GOLD]) == pytest.approx(1 / 3)
+    assert reciprocal_rank(ranked, [GOLD], k=2) == 0.0
+    assert reciprocal_rank([miss] * 12, [GOLD]) == 0.0
+
+
+def test_full_recall_needs_every_gold_sentence():
+    other = Span("b.txt", 0, 10, "Second gold.")
+    ranked = [Span("a.txt", 13, 56, "x"), Span("c.txt", 0, 5, "y")]
+    assert full_recall(ranked, [GOLD, other]) == 0.0
+    assert full_recall(ranked + [Span("b.txt", 0, 10, "z")], [GOLD, other]) == 1.0
+    assert full_recall(ranked + [Span("b.txt", 0, 10, "z")], [GOLD, other], k=2) == 0.0
+
+
+def test_contains_answer_uses_aliases_and_needs_every_part():
+    assert contains_answer("IT LOST 464000 SUBSCRIBERS", "464,000", ["464000"])
+    assert not contains_answer("It lost subscribers", "464,000", ["464000"])
+    assert contains_answer("Founded in autumn 2018, a leader by 2030.", "autumn 2018; 2030")
+    assert not contains_answer("", "x")
+
+
+def test_token_f1_is_squad_style():
+    assert token_f1("464,000", "464000") == 1.0  # punctuation removed
+    assert token_f1("The Fuel Prices", "fuel prices") == 1.0  # articles and case ignored
+    assert token_f1("high fuel prices were blamed", "fuel prices") == pytest.approx(2 * (2 / 5) * 1 / (2 / 5 + 1))
+    assert token_f1("rain", "fuel prices") == 0.0
+    assert best_f1(["a long answer sentence about fuel prices", "fuel prices"], "high fuel prices") == pytest.approx(0.8)
+    assert best_f1(["", "  "], "x") == 0.0
+
+
+def test_citation_precision_and_recall_counts():
+    right = Span("a.txt", 13, 56, GOLD.text)
+    holds_answer = Span("q.txt", 0, 30, "Some 464,000 customers went.")
+    wrong = Span("q.txt", 40, 60, "Unrelated.")
+    assert citation_hits([right, holds_answer, wrong], [GOLD], "464,000") == 2
+    second = Span("b.txt", 0, 10, "Second gold.")
+    assert golds_cited([right, wrong], [GOLD, second]) == 1
+
+
+def test_percentile_interpolates():
+    assert percentile([], 50) is None
+    assert percentile([3.0], 95) == 3.0
+    assert percentile([1, 2, 3, 4, 5], 50) == 3
+    assert percentile(list(range(1, 101)), 95) == pytest.approx(95.05)
+
+
+def _score(qtype, golds, ranked, answer_text, abstained, cited, answer="464,000", support=0.8):
+    return score_question(qtype, golds, ranked, answer=answer, aliases=[], answer_text=answer_text,
+                          short_answer="", abstained=abstained, cited=cited, support=support)
+
+
+def test_scores_and_aggregate_over_types():
+    right = Span("a.txt", 13, 56, GOLD.text)
+    wrong = Span("q.txt", 0, 9, "Off topic.")
+    good = _score("single", [GOLD], [right], right.text, False, [right])
+    wrong_answer = _score("single", [GOLD], [wrong, right], "Off topic.", False, [wrong])
+    false_abstain = _score("single", [GOLD], [wrong], "The articles don't say.", True, [], support=0.0)
+    abstained_ok = _score("unanswerable", [], [wrong], "The articles don't say.", True, [], answer="", support=0.0)
+    answered_unanswerable = _score("unanswerable", [], [wrong], "Off topic.", False, [wrong], answer="")
+
+    assert good["correct"] == 1.0 and good["f1"] == pytest.approx(token_f1(right.text, "464,000"))
+    assert wrong_answer["correct"] == 0.0 and wrong_answer["rr@10"] == 0.5
+    assert false_abstain["correct"] == 0.0 and false_abstain["f1"] == 0.0
+    assert abstained_ok["correct"] == 1.0 and answered_unanswerable["correct"] == 0.0
+
+    scores = [good, wrong_answer, false_abstain, abstained_ok, answered_unanswerable]
+    m = aggregate(scores, seconds=[1.0, 2.0, 3.0, 4.0, 5.0])
+    assert m["n"] == 5 and m["answerable"] == 3
+    assert m["hit@1"] == pytest.approx(1 / 3)
+    assert m["hit@5"] == pytest.approx(2 / 3)
+    assert m["mrr@10"] == pytest.approx((1 + 0.5 + 0) / 3)
+    assert m["correct"] == pytest.approx(2 / 5)
+    assert m["citation_precision"] == pytest.approx(1 / 2)  # right + wrong cited by answered answerables
+    assert m["citation_recall"] == pytest.approx(1 / 3)  # one of three gold sentences cited
+    assert m["abstention_accuracy"] == pytest.approx(1 / 2)
+    assert m["false_abstention"] == pytest.approx(1 / 3)
+    assert m["support"] == pytest.approx(0.8)  # abstained answers do not count
+    assert m["latency_p50"] == 3.0
+
+    typed = by_type(scores)
+    assert set(typed) == {"single", "unanswerable", "overall"}
+    assert typed["unanswerable"]["hit@5"] is None
+    assert typed["unanswerable"]["abstention_accuracy"] == 0.5
+    assert typed["single"]["abstention_accuracy"] is None
