@@ -52,7 +52,7 @@ def answer_html(answer: Answer, turn: int) -> str:
     foot = []
     if answer.standalone_question and answer.standalone_question != answer.question:
         foot.append(f"understood as: “{escape(answer.standalone_question)}”")
-    foot.append(f"{answer.seconds:.1f} s")
+    foot.append(f"{answer.seconds:.2f} s")
     return f'<div class="nd-answer">{body}<p class="nd-foot">{" · ".join(foot)}</p></div>'
 
 
@@ -81,7 +81,7 @@ def article_html(text: str, spans: list[tuple[int, int, str]]) -> str:
     return "".join(out)
 
 
-def sources_html(answer: Answer | None, turn: int, selected: int, article: dict | None) -> str:
+def sources_html(answer: Answer | None, turn: int = 0, selected: int = 1, article: dict | None = None) -> str:
     """The sources panel for one answer: a card per citation and the selected one's article, highlighted."""
     if answer is None:
         return (
@@ -110,19 +110,24 @@ def sources_html(answer: Answer | None, turn: int, selected: int, article: dict 
     if current and article:
         # The selected sentence is marked "current"; other citations in the same article are marked lightly.
         spans = [(it["start"], it["end"], "nd-other") for it in items
-                 if it["article_id"] == current["article_id"] and it["n"] != selected]
+                 if it["article_id"] == current["article_id"] and it["n"] != selected
+                 and not (it["start"] < current["end"] and current["start"] < it["end"])]
         spans.append((current["start"], current["end"], "nd-current"))
-        meta = _meta(article.get("source"), article.get("published"))
         url = article.get("url") or ""
-        link = f' · <a href="{escape(url)}" target="_blank" rel="noopener">original</a>' if url.startswith(("http://", "https://")) else ""
+        details = [x for x in (
+            _meta(article.get("source"), article.get("published")),
+            # An untitled article already has its id as the heading.
+            f'<code>{escape(article["id"])}</code>' if article.get("title") else "",
+            f'<a href="{escape(url)}" target="_blank" rel="noopener">original</a>' if url.startswith(("http://", "https://")) else "",
+        ) if x]
         viewer = (
             f'<article class="nd-article" data-article="{escape(article["id"])}">'
             f'<header><h3>{escape(article.get("title") or article["id"])}</h3>'
-            f'<div class="nd-article-meta">{meta + " · " if meta else ""}<code>{escape(article["id"])}</code>{link}</div></header>'
+            f'<div class="nd-article-meta">{" · ".join(details)}</div></header>'
             f'<div class="nd-article-text">{article_html(article["text"], spans)}</div></article>'
         )
     return (
-        f'<div class="nd-sources" data-turn="{turn}"><h3>{heading}</h3>'
+        f'<div class="nd-sources{" nd-related" if answer.abstained else ""}" data-turn="{turn}"><h3>{heading}</h3>'
         f'<div class="nd-cards">{"".join(cards)}</div>{viewer}</div>'
     )
 
@@ -157,7 +162,7 @@ def filters_line(filters: dict, stats: dict) -> str:
         parts.append(f"to {escape(filters['date_to'])}")
     if not parts:
         return f'<p class="nd-scope">Searching all {stats.get("articles", 0):,} articles.</p>'
-    return f'<p class="nd-scope nd-filtered">Searching only: {", ".join(parts)}. Change this in the Corpus panel.</p>'
+    return f'<p class="nd-scope nd-filtered">Searching only: {", ".join(parts)}. Change it in the Corpus sidebar.</p>'
 
 
 def ingest_html(report: dict | None, rejected: list[dict]) -> str:
@@ -187,7 +192,8 @@ const reveal = () => {
   const mark = box && box.querySelector('mark.nd-current');
   if (!mark) return;
   // Scroll only the article box (not the page), centring the sentence so its neighbours show.
-  box.scrollTop = Math.max(0, mark.offsetTop - box.offsetTop - box.clientHeight / 3);
+  // The box is position:relative, so mark.offsetTop is measured from the box's top.
+  box.scrollTop = Math.max(0, mark.offsetTop - box.clientHeight / 3);
 };
 element.addEventListener('click', (e) => {
   const card = e.target.closest('[data-cite]');
@@ -209,9 +215,8 @@ reveal();
 """
 
 CSS = """
-.gradio-container { max-width: 1600px !important; }
 #nd-header { display: flex; align-items: baseline; gap: 1rem; margin: 0.25rem 0 0.5rem; }
-#nd-header h1 { font-family: Georgia, 'Times New Roman', serif; font-size: 1.9rem; margin: 0; letter-spacing: -0.01em; }
+#nd-header h1 { font-family: Georgia, 'Times New Roman', serif; font-size: 1.7rem; margin: 0; letter-spacing: -0.01em; }
 #nd-header p { margin: 0; color: var(--body-text-color-subdued); }
 .nd-answer p { margin: 0 0 0.4rem; line-height: 1.55; }
 .nd-answer .nd-foot { font-size: 0.8rem; color: var(--body-text-color-subdued); margin-top: 0.35rem; }
@@ -224,10 +229,12 @@ a.nd-cite { display: inline-block; margin-left: 0.15rem; padding: 0 0.28rem; bor
 a.nd-cite:hover { background: var(--color-accent); color: white !important; }
 .nd-scope { font-size: 0.85rem; color: var(--body-text-color-subdued); margin: 0.2rem 0.2rem 0; }
 .nd-scope.nd-filtered { color: #b45309; font-weight: 600; }
-.nd-sources h3 { margin: 0 0 0.5rem; font-size: 1rem; text-transform: uppercase; letter-spacing: 0.06em; color: var(--body-text-color-subdued); }
-.nd-empty p { color: var(--body-text-color-subdued); line-height: 1.5; }
-.nd-cards { display: flex; flex-direction: column; gap: 0.4rem; margin-bottom: 0.75rem; max-height: 34vh; overflow-y: auto; }
-.nd-card { display: flex; gap: 0.6rem; text-align: left; width: 100%; padding: 0.5rem 0.6rem; cursor: pointer;
+.nd-sources { display: flex; flex-direction: column; height: calc(100vh - 150px); min-height: 420px; }
+.nd-sources h3 { margin: 0 0 0.5rem; font-size: 0.85rem; text-transform: uppercase; letter-spacing: 0.08em; color: var(--body-text-color-subdued); }
+.nd-empty { height: auto; }
+.nd-empty p { color: var(--body-text-color-subdued); line-height: 1.55; max-width: 36rem; }
+.nd-cards { flex: 0 0 auto; display: flex; flex-direction: column; gap: 0.4rem; margin-bottom: 0.75rem; max-height: 38%; overflow-y: auto; padding: 2px; }
+.nd-card { flex: none; display: flex; gap: 0.6rem; text-align: left; width: 100%; padding: 0.45rem 0.6rem; cursor: pointer;
   border: 1px solid var(--border-color-primary); border-radius: 8px; background: var(--background-fill-primary); font: inherit; color: inherit; }
 .nd-card:hover { border-color: var(--color-accent); }
 .nd-card.nd-selected { border-color: var(--color-accent); box-shadow: 0 0 0 2px var(--color-accent-soft); }
@@ -239,17 +246,20 @@ a.nd-cite:hover { background: var(--color-accent); color: white !important; }
 .nd-card-meta { font-size: 0.8rem; color: var(--body-text-color-subdued); }
 .nd-card-quote { font-size: 0.85rem; color: var(--body-text-color-subdued); display: -webkit-box; -webkit-line-clamp: 2;
   -webkit-box-orient: vertical; overflow: hidden; }
-.nd-article { border: 1px solid var(--border-color-primary); border-radius: 8px; background: var(--background-fill-primary); }
-.nd-article header { padding: 0.7rem 0.9rem 0.5rem; border-bottom: 1px solid var(--border-color-primary); }
-.nd-article h3 { font-family: Georgia, 'Times New Roman', serif; font-size: 1.15rem; margin: 0 0 0.2rem; text-transform: none; letter-spacing: 0; color: var(--body-text-color); }
+.nd-article { flex: 1 1 auto; min-height: 0; display: flex; flex-direction: column; border: 1px solid var(--border-color-primary);
+  border-radius: 8px; background: var(--background-fill-primary); }
+.nd-article header { padding: 0.7rem 1rem 0.5rem; border-bottom: 1px solid var(--border-color-primary); }
+.nd-article h3 { font-family: Georgia, 'Times New Roman', serif; font-size: 1.2rem; line-height: 1.3; margin: 0 0 0.25rem; text-transform: none; letter-spacing: 0; color: var(--body-text-color); }
 .nd-article-meta { font-size: 0.8rem; color: var(--body-text-color-subdued); }
-.nd-article-text { position: relative; white-space: pre-wrap; font-family: Georgia, 'Times New Roman', serif; font-size: 1.02rem;
-  line-height: 1.65; padding: 0.8rem 0.9rem; max-height: 52vh; overflow-y: auto; }
+.nd-article-text { flex: 1 1 auto; min-height: 0; position: relative; white-space: pre-wrap; font-family: Georgia, 'Times New Roman', serif;
+  font-size: 1.05rem; line-height: 1.7; padding: 0.8rem 1rem; overflow-y: auto; }
 .nd-article-text mark { border-radius: 3px; padding: 0.05em 0.1em; color: inherit; }
 mark.nd-current { background: #fde68a; box-shadow: 0 0 0 2px #f59e0b; }
 mark.nd-other { background: rgba(253, 230, 138, 0.35); }
+.nd-related mark.nd-current { background: rgba(148, 163, 184, 0.3); box-shadow: 0 0 0 2px #94a3b8; }
 .dark mark.nd-current { background: #854d0e; box-shadow: 0 0 0 2px #f59e0b; }
 .dark mark.nd-other { background: rgba(133, 77, 14, 0.45); }
+.dark .nd-related mark.nd-current { background: rgba(148, 163, 184, 0.25); box-shadow: 0 0 0 2px #64748b; }
 .nd-corpus { display: flex; flex-wrap: wrap; gap: 0.4rem 1rem; }
 .nd-stat { font-size: 0.95rem; }
 .nd-stat b { font-size: 1.2rem; }

@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass, field
 
 from rag.config import Config
-from rag.retrieval import _DATE, _NAME, _NUMBER, answer_type, terms
+from rag.retrieval import _DATE, _NAME, _NUMBER, _REASON, answer_type, terms
 from rag.types import Hit
 
 ABSTAIN_TEXT = "The articles don't say."
@@ -36,6 +36,12 @@ def confidence(question: str, hit: Hit) -> float:
 def answer_span(question: str, sentence: str) -> tuple[int, int] | None:
     """Where the short answer sits in ``sentence`` for who/when/how-many questions, if found."""
     kind = answer_type(question)
+    if kind == "reason":  # the reason runs from its cue ("due to ...") to the end of the clause
+        m = _REASON.search(sentence)
+        if not m:
+            return None
+        end = re.search(r"[.;”\"]|,\s(?:adding|while|but)\b", sentence[m.end():])
+        return m.start(), m.end() + (end.start() if end else len(sentence) - m.end())
     pattern = {"number": _NUMBER, "date": _DATE, "name": _NAME}.get(kind or "")
     if pattern is None:
         return None

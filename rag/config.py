@@ -33,6 +33,10 @@ class Config:
     # Retrieval
     candidates: int = 100  # per retriever, before fusion
     rerank: bool = True  # second-stage scoring
+    # Second-stage weights: sentence dense similarity, BM25, question-term coverage of the sentence,
+    # of the title, answer-type cue, term coverage of the whole article, article dense similarity
+    # (fitted on eval/questions/bbc-dev.jsonl by eval/tune.py; see eval/README.md).
+    rerank_weights: tuple[float, ...] = (1.0, 0.2, 0.25, 0.2, 0.2, 0.0, 0.0)
     context: int = 2  # neighbouring sentences returned with each hit
     dedup_threshold: float = 0.92  # near-duplicate sentences collapse above this similarity
 

@@ -88,6 +88,19 @@ def first_match_rank(ranked: Sequence[Span], golds: Sequence[Span], k: int = 10,
     return None
 
 
+def article_rank(ranked: Sequence[Span], golds: Sequence[Span], k: int = 10, contain: bool = False) -> int | None:
+    """1-based rank of the first of the top ``k`` spans from a gold article (or matching a gold span).
+
+    Coarser than ``first_match_rank``: it compares a sentence retriever with a chunk retriever whose
+    chunks span most of an article.
+    """
+    gold_articles = {g.article_id for g in golds}
+    for rank, span in enumerate(ranked[:k], 1):
+        if span.article_id in gold_articles or any(matches(span, g, contain) for g in golds):
+            return rank
+    return None
+
+
 def hit_at(ranked: Sequence[Span], golds: Sequence[Span], k: int, contain: bool = False) -> float:
     """1.0 when one of the top ``k`` spans matches a gold span, else 0.0."""
     return 1.0 if first_match_rank(ranked, golds, k, contain) else 0.0
@@ -218,6 +231,7 @@ def score_question(
     s: dict = {"type": qtype, "answerable": answerable, "abstained": bool(abstained)}
     if answerable:
         rank = first_match_rank(ranked, golds, 10, contain)
+        arank = article_rank(ranked, golds, 10, contain)
         s.update({
             "rank": rank,
             "hit@1": float(bool(rank and rank <= 1)),
@@ -225,17 +239,21 @@ def score_question(
             "hit@10": float(bool(rank)),
             "rr@10": 1.0 / rank if rank else 0.0,
             "full_recall@10": full_recall(ranked, golds, 10, contain),
+            "article_hit@1": float(bool(arank and arank <= 1)),
+            "article_hit@5": float(bool(arank and arank <= 5)),
             "correct": float(not abstained and contains_answer(answer_text, answer, aliases)),
             "f1": 0.0 if abstained else best_f1([answer_text, short_answer], answer, aliases),
             "citations": 0 if abstained else len(cited),
             "citations_right": 0 if abstained else citation_hits(cited, golds, answer, aliases, contain),
+            "cited_chars": 0 if abstained else sum(len(c.text) for c in cited),
             "golds": len(golds),
             "golds_cited": 0 if abstained else golds_cited(cited, golds, contain),
         })
     else:
         s.update({"rank": None, "hit@1": None, "hit@5": None, "hit@10": None, "rr@10": None,
-                  "full_recall@10": None, "correct": float(bool(abstained)), "f1": None,
-                  "citations": 0, "citations_right": 0, "golds": 0, "golds_cited": 0})
+                  "full_recall@10": None, "article_hit@1": None, "article_hit@5": None,
+                  "correct": float(bool(abstained)), "f1": None,
+                  "citations": 0, "citations_right": 0, "cited_chars": 0, "golds": 0, "golds_cited": 0})
     s["support"] = None if abstained or support is None else float(support)
     return s
 
@@ -268,9 +286,12 @@ def aggregate(scores: Sequence[dict], seconds: Sequence[float | None] = (),
         "hit@10": _mean(s["hit@10"] for s in answerable),
         "mrr@10": _mean(s["rr@10"] for s in answerable),
         "full_recall@10": _mean(s["full_recall@10"] for s in answerable),
+        "article_hit@1": _mean(s["article_hit@1"] for s in answerable),
+        "article_hit@5": _mean(s["article_hit@5"] for s in answerable),
         "correct": _mean(s["correct"] for s in scores),
         "f1": _mean(s["f1"] for s in answerable),
         "citation_precision": _ratio(sum(s["citations_right"] for s in answerable), sum(s["citations"] for s in answerable)),
+        "cited_chars": _ratio(sum(s["cited_chars"] for s in answerable), sum(s["citations"] for s in answerable)),
         "citation_recall": _ratio(sum(s["golds_cited"] for s in answerable), sum(s["golds"] for s in answerable)),
         "abstention_accuracy": _mean(float(s["abstained"]) for s in unanswerable),
         "false_abstention": _mean(float(s["abstained"]) for s in answerable),

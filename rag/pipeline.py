@@ -169,6 +169,10 @@ class Newsdesk:
     def stats(self) -> dict:
         return self.store.stats()
 
+    def articles(self) -> list[Article]:
+        """Every indexed article (text and metadata), newest first where dates are known."""
+        return sorted(self.store.library().articles.values(), key=lambda a: (a.published or "", a.id), reverse=True)
+
     def embed(self, texts: list[str]) -> np.ndarray:
         """Vectors in the index's embedding space (unit length, 384-d)."""
         return self.embedder.embed(texts)

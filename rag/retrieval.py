@@ -6,7 +6,8 @@
 3. Second stage (``Config.rerank``): every fused candidate is rescored by a weighted sum of
    its dense similarity, its normalised BM25 score, how many of the question's terms the
    sentence and its article title carry, and an answer-type cue (a number for "how many",
-   a date for "when", a name for "who"). Weights were fitted on eval/questions/bbc-dev.jsonl.
+   a date for "when", a name for "who", a cause for "why"). Weights (``Config.rerank_weights``)
+   were fitted on eval/questions/bbc-dev.jsonl.
 4. Near-identical sentences from different articles collapse into one hit (``also_in``).
 """
 
@@ -18,6 +19,7 @@ from datetime import date
 
 import numpy as np
 
+from rag.chunking import chunk
 from rag.config import Config
 from rag.embedding import Embedder
 from rag.store import Store
@@ -25,9 +27,6 @@ from rag.timephrases import date_range
 from rag.types import Filters, Hit
 
 RRF_K = 60  # the constant from Cormack et al. (2009); damps the head of each list
-
-# Second-stage weights: dense, bm25, term coverage, title coverage, answer-type cue.
-WEIGHTS = (1.0, 0.35, 0.25, 0.1, 0.1)
 
 _WORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9'’\-]*")
 _STOP = frozenset(
@@ -42,6 +41,11 @@ _DATE = re.compile(
     r"\b(?:19|20)\d\d\b|\b(?:january|february|march|april|may|june|july|august|september|october|november|december|"
     r"jan|feb|mar|apr|jun|jul|aug|sep|sept|oct|nov|dec)\b|\b(?:monday|tuesday|wednesday|thursday|friday|saturday|sunday|"
     r"yesterday|today|last week|last month|last year|next week|next year)\b",
+    re.I,
+)
+_REASON = re.compile(
+    r"\b(?:because|due to|owing to|as a result|result of|in order to|so that|after|amid|following|blamed|"
+    r"caused by|reason|since|thanks to|led to|citing|cited)\b",
     re.I,
 )
 _NAME = re.compile(r"(?<![.!?]\s)(?<!^)\b[A-Z][a-z]+(?:\s+[A-Z][a-z]+)+")
@@ -64,6 +68,8 @@ def answer_type(question: str) -> str | None:
         return "number"
     if re.search(r"\bwhen\b|\bwhat (year|date|day|month)\b|\bwhich (year|date|day|month)\b", q):
         return "date"
+    if re.search(r"\bwhy\b|\bwhat (caused|led to|prompted)\b|\bfor what reason\b", q):
+        return "reason"
     if re.search(r"\bwho\b|\bwhose\b|\bwhich (company|firm|person|player|team|club|country|band|group|minister|actor|singer|film)\b", q):
         return "name"
     return None
@@ -76,6 +82,8 @@ def has_answer_type(kind: str | None, sentence: str) -> bool:
         return bool(_DATE.search(sentence))
     if kind == "name":
         return bool(_NAME.search(sentence))
+    if kind == "reason":
+        return bool(_REASON.search(sentence))
     return False
 
 
@@ -98,6 +106,8 @@ class HybridRetriever:
         self.embedder = embedder
         self.config = config
         self.today = today
+        self._terms_for = None  # the Library the article-term cache belongs to
+        self._article_terms: dict[str, set[str]] = {}
 
     def effective_filters(self, question: str, filters: Filters | None) -> Filters:
         """``filters``, plus the date range of a time phrase in the question when none was given.
@@ -154,43 +164,65 @@ class HybridRetriever:
         top_bm25 = max((c.bm25 for c in ranked), default=0.0) or 1.0
         q_terms = terms(question)
         kind = answer_type(question)
-        w_dense, w_bm25, w_cov, w_title, w_type = WEIGHTS
+        article_sim = self._article_similarity(vector, {c.article_id for c in ranked})
+        w_dense, w_bm25, w_cov, w_title, w_type, w_article, w_article_dense = self.config.rerank_weights
         for c in ranked:
             text = lib.sentence(c.article_id, c.index).text
-            s_terms = terms(text)
-            title_terms = terms(lib.articles[c.article_id].title)
-            cov = len(q_terms & s_terms) / len(q_terms) if q_terms else 0.0
-            tcov = len(q_terms & title_terms) / len(q_terms) if q_terms else 0.0
+            if q_terms:
+                cov = len(q_terms & terms(text)) / len(q_terms)
+                tcov = len(q_terms & terms(lib.articles[c.article_id].title)) / len(q_terms)
+                acov = len(q_terms & self._terms_of_article(c.article_id)) / len(q_terms)
+            else:
+                cov = tcov = acov = 0.0
             c.score = (
                 w_dense * (c.dense or 0.0)
                 + w_bm25 * c.bm25 / top_bm25
                 + w_cov * cov
                 + w_title * tcov
                 + w_type * has_answer_type(kind, text)
+                # Does the question's story match the sentence's article? Sentences often say
+                # "the firm" where the question names it; the article as a whole does not.
+                + w_article * acov
+                + w_article_dense * article_sim.get(c.article_id, 0.0)
             )
         return sorted(ranked, key=lambda c: -c.score)
 
+    def _terms_of_article(self, article_id: str) -> set[str]:
+        lib = self.store.library()
+        if self._terms_for is not lib:  # the index changed: start a fresh cache
+            self._terms_for, self._article_terms = lib, {}
+        found = self._article_terms.get(article_id)
+        if found is None:
+            a = lib.articles[article_id]
+            found = self._article_terms[article_id] = terms(a.title + " " + a.text)
+        return found
+
+    def _article_similarity(self, vector: np.ndarray, article_ids: set[str]) -> dict[str, float]:
+        """Cosine similarity of the question to each article's mean vector."""
+        if not article_ids or not self.config.rerank_weights[6]:
+            return {}
+        got = self.store.articles.get(ids=sorted(article_ids), include=["embeddings"])
+        return {i: float(np.dot(vector, e)) for i, e in zip(got["ids"], got["embeddings"])}
+
     def _fill_dense(self, vector: np.ndarray, ranked: list[_Candidate]) -> None:
-        """Dense similarity for lexical-only candidates, from their stored vectors."""
+        """Dense similarity for lexical-only candidates, from their stored vectors (fetched by id)."""
         missing = [c for c in ranked if c.dense is None]
         if not missing or self.config.granularity == "chunk":
             for c in missing:
                 c.dense = 0.0
             return
         lib = self.store.library()
-        by_anchor = {}
-        got = self.store.chunks.get(
-            where={"$or": [{"article_id": a} for a in {c.article_id for c in missing}]}
-            if len({c.article_id for c in missing}) > 1
-            else {"article_id": missing[0].article_id},
-            include=["metadatas", "embeddings"],
-        )
-        for meta, emb in zip(got["metadatas"], got["embeddings"]):
-            by_anchor[(meta["article_id"], meta["anchor"])] = emb
+        ids = {}
+        for article_id in {c.article_id for c in missing}:
+            # Chunk ids are content hashes, so they can be recomputed instead of searched for.
+            for ch in chunk(lib.articles[article_id], lib.sentences[article_id], self.config):
+                ids[(article_id, ch.anchor)] = ch.id
+        wanted = {(c.article_id, c.index): ids.get((c.article_id, c.index)) for c in missing}
+        got = self.store.chunks.get(ids=[i for i in wanted.values() if i], include=["embeddings"])
+        vectors = dict(zip(got["ids"], got["embeddings"]))
         for c in missing:
-            emb = by_anchor.get((c.article_id, c.index))
+            emb = vectors.get(wanted[(c.article_id, c.index)])
             c.dense = float(np.dot(vector, emb)) if emb is not None else 0.0
-        del lib
 
     def _dedup(self, ranked: list[_Candidate], k: int) -> list[tuple[_Candidate, list[str]]]:
         """Keep the best of each group of (near-)identical sentences; remember the other articles."""

@@ -305,6 +305,8 @@ class Store:
             dated.append({"published": {"$gte": _date_key(filters.date_from)}})
         if filters.date_to:
             dated.append({"published": {"$lte": _date_key(filters.date_to)}})
+        if dated and not filters.undated:
+            dated.append({"published": {"$gt": 0}})  # an upper bound alone would admit undated (0)
         if dated:
             in_range = dated[0] if len(dated) == 1 else {"$and": dated}
             clauses.append({"$or": [in_range, {"published": 0}]} if filters.undated else in_range)

@@ -7,10 +7,12 @@ import pytest
 from rag.metrics import (
     Span,
     aggregate,
+    article_rank,
     best_f1,
     by_type,
     citation_hits,
     contains_answer,
+    first_match_rank,
     full_recall,
     golds_cited,
     hit_at,
@@ -63,6 +65,12 @@ def test_known_ranking_gives_known_hits_and_mrr():
     assert reciprocal_rank(ranked, [GOLD]) == pytest.approx(1 / 3)
     assert reciprocal_rank(ranked, [GOLD], k=2) == 0.0
     assert reciprocal_rank([miss] * 12, [GOLD]) == 0.0
+
+
+def test_article_rank_is_coarser_than_sentence_rank():
+    ranked = [Span("z.txt", 0, 5, "x"), Span("a.txt", 60, 70, "another sentence of the gold article")]
+    assert article_rank(ranked, [GOLD]) == 2
+    assert first_match_rank(ranked, [GOLD]) is None
 
 
 def test_full_recall_needs_every_gold_sentence():
@@ -133,6 +141,9 @@ def test_scores_and_aggregate_over_types():
     assert m["correct"] == pytest.approx(2 / 5)
     assert m["citation_precision"] == pytest.approx(1 / 2)  # right + wrong cited by answered answerables
     assert m["citation_recall"] == pytest.approx(1 / 3)  # one of three gold sentences cited
+    assert m["article_hit@1"] == pytest.approx(1 / 3)  # only the first has a gold-article hit on top
+    assert m["article_hit@5"] == pytest.approx(2 / 3)
+    assert m["cited_chars"] == pytest.approx((len(right.text) + len(wrong.text)) / 2)
     assert m["abstention_accuracy"] == pytest.approx(1 / 2)
     assert m["false_abstention"] == pytest.approx(1 / 3)
     assert m["support"] == pytest.approx(0.8)  # abstained answers do not count

@@ -1,0 +1,99 @@
+"""Hybrid retrieval returns ranked sentences with offsets and context; filters, time phrases and dedup work."""
+
+from datetime import date
+
+import pytest
+
+from rag.config import Config
+from rag.pipeline import Newsdesk
+from rag.retrieval import answer_type
+from tests.conftest import write_corpus
+
+ARTICLES = {
+    "bank.md": "---\ntitle: Bank holds rates\nsource: Reuters\npublished: 2004-12-09\n---\n"
+    "The Bank of England kept interest rates at 4.75% on Thursday. Economists had expected no change. "
+    "The decision was unanimous.\n",
+    "ecb.md": "---\ntitle: ECB keeps rates\nsource: AP\npublished: 2005-02-03\n---\n"
+    "The European Central Bank left its main rate at 2%. The euro rose against the dollar.\n",
+    "copy.md": "---\ntitle: Bank holds rates (wire copy)\nsource: AP\npublished: 2004-12-10\n---\n"
+    "The Bank of England kept interest rates at 4.75% on Thursday. Shops reported weak Christmas sales.\n",
+    "football.txt": "Arsenal beat Chelsea\n\nArsenal won 2-1 at Highbury on Saturday. Thierry Henry scored twice.\n",
+}
+
+
+@pytest.fixture(params=["sentence", "window", "chunk"])
+def desk(request, tmp_path, fake_embedder):
+    corpus = write_corpus(tmp_path / "corpus", ARTICLES)
+    d = Newsdesk(Config(corpus=corpus, index=tmp_path / "index", granularity=request.param), embedder=fake_embedder,
+                 today=date(2005, 2, 10))
+    d.ingest()
+    return d
+
+
+def test_hits_are_sentences_with_exact_offsets_and_context(desk):
+    hits = desk.retrieve("Which striker scored twice?", k=3)
+    top = hits[0]
+    assert top.article_id == "football.txt" and top.text == "Thierry Henry scored twice."
+    article = desk.article(top.article_id)
+    assert article["text"][top.start : top.end] == top.text
+    assert top.before == ("Arsenal beat Chelsea", "Arsenal won 2-1 at Highbury on Saturday.")
+    assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+
+
+def test_near_identical_sentences_collapse_but_keep_every_source(desk):
+    hits = desk.retrieve("Bank of England interest rates 4.75%", k=5)
+    same = [h for h in hits if h.text.startswith("The Bank of England kept")]
+    assert len(same) == 1, "the wire copy's identical sentence must not appear twice"
+    assert {same[0].article_id, *same[0].also_in} == {"bank.md", "copy.md"}
+
+
+def test_filters_by_source_date_and_article(desk):
+    def ids(**f):
+        return {h.article_id for h in desk.retrieve("interest rates bank", k=10, filters=f)}
+
+    assert ids(sources=["Reuters"]) == {"bank.md"}
+    assert ids(date_from="2005-01-01") == {"ecb.md"}
+    assert ids(date_to="2004-12-31") <= {"bank.md", "copy.md"} and "bank.md" in ids(date_to="2004-12-31")
+    assert ids(article_ids=["ecb.md"]) == {"ecb.md"}
+    # Explicit date filters leave out undated articles.
+    assert "football.txt" not in {h.article_id for h in desk.retrieve("Arsenal Henry", k=10, filters={"date_from": "2000-01-01"})}
+
+
+def test_time_phrase_in_question_restricts_dated_articles(desk):
+    hits = desk.retrieve("What did the central bank decide about rates in February 2005?", k=10)
+    ids = {h.article_id for h in hits}
+    assert "ecb.md" in ids and not ids & {"bank.md", "copy.md"}
+    # "last week" counts from today (2005-02-10): 31 Jan - 6 Feb holds the ECB story.
+    assert {h.article_id for h in desk.retrieve("rates decision last week", k=10)} & {"bank.md", "copy.md"} == set()
+
+
+def test_unknown_filter_is_a_clear_error(desk):
+    with pytest.raises(ValueError, match="unknown filter"):
+        desk.retrieve("rates", filters={"sauce": "AP"})
+
+
+def test_bm25_state_is_loaded_not_rebuilt_on_restart(tmp_path, fake_embedder):
+    corpus = write_corpus(tmp_path / "corpus", ARTICLES)
+    config = Config(corpus=corpus, index=tmp_path / "index")
+    Newsdesk(config, embedder=fake_embedder).ingest()
+    saved = (tmp_path / "index" / "lexical")
+    stamp = {p: p.stat().st_mtime_ns for p in saved.rglob("*") if p.is_file()}
+    fresh = Newsdesk(config, embedder=fake_embedder)
+    assert fresh.retrieve("Highbury", k=1)[0].article_id == "football.txt"
+    assert {p: p.stat().st_mtime_ns for p in saved.rglob("*") if p.is_file()} == stamp
+
+
+def test_lexical_search_finds_rare_words_the_dense_side_misses(tmp_path, fake_embedder):
+    corpus = write_corpus(tmp_path / "corpus", ARTICLES)
+    d = Newsdesk(Config(corpus=corpus, index=tmp_path / "index", rerank=False), embedder=fake_embedder)
+    d.ingest()
+    assert d.retrieve("Highbury", k=1)[0].text == "Arsenal won 2-1 at Highbury on Saturday."
+
+
+@pytest.mark.parametrize(
+    "question, kind",
+    [("How many jobs were cut?", "number"), ("When did the lab open?", "date"), ("Who scored the goal?", "name"),
+     ("Why did Amazon close the lab?", "reason"), ("What is the plan?", None)],
+)
+def test_answer_type_cues(question, kind):
+    assert answer_type(question) == kind
