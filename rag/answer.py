@@ -26,11 +26,25 @@ class Draft:
     span: tuple[int, int] | None = None  # short answer inside the first sentence
 
 
+_PROPER = re.compile(r"(?<!^)(?<![.?!]\s)\b[A-Z][\w'’\-]+")
+
+
 def confidence(question: str, hit: Hit) -> float:
-    """How sure we are that ``hit`` speaks to ``question`` (dense similarity and term coverage)."""
+    """How sure we are that ``hit`` speaks to ``question``, 0..1.
+
+    Dense similarity and term coverage of the sentence, scaled down when the names the question
+    asks about (capitalised words) are missing from the sentence and its neighbours: questions
+    the corpus cannot answer are usually about people, firms or events it never mentions.
+    """
     q = terms(question)
+    around = " ".join((hit.title, *hit.before, hit.text, *hit.after))
     cov = len(q & terms(hit.text + " " + hit.title)) / len(q) if q else 0.0
-    return 0.6 * hit.scores.get("dense", 0.0) + 0.4 * cov
+    base = 0.6 * hit.scores.get("dense", 0.0) + 0.4 * cov
+    names = terms(" ".join(_PROPER.findall(question)))
+    if not names:
+        return base
+    found = len(names & terms(around)) / len(names)
+    return base * (0.5 + 0.5 * found)
 
 
 def answer_span(question: str, sentence: str) -> tuple[int, int] | None:

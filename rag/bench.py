@@ -428,18 +428,25 @@ def _row(*cells) -> str:
     return "| " + " | ".join("–" if c is None else str(c) for c in cells) + " |"
 
 
+def _measured(section: dict) -> str:
+    m = section.get("measured") or {}
+    return (f"Measured {m.get('date')} with `{m.get('command')}`; load average (1, 5, 15 min) "
+            f"{m.get('load_average_start')} at start, {m.get('load_average_end')} at end.")
+
+
 def markdown(result: dict) -> str:
     r = result["run"]
     lines = [
         "# Benchmarks", "",
-        f"- date: {r['date']}; machine: {r['cpus']} CPUs, {r['ram_gib']} GiB RAM ({r['platform']}); torch threads: {r['torch_threads']}",
-        f"- command: `{r['command']}`", "",
+        f"- machine: {r['cpus']} CPUs, {r['ram_gib']} GiB RAM ({r['platform']}); torch threads: {r['torch_threads']}",
+        f"- last run: {r['date']}, `{r['command']}`",
+        "- a load average above the CPU count means other work competed for the CPUs during that part", "",
     ]
     if "ingest" in result:
         i = result["ingest"]
         f, li = i["fresh"], i["llamaindex"]
         lines += [
-            f"## Ingest ({i['corpus']}, granularity={i['granularity']}, backend={i['backend']})", "",
+            f"## Ingest ({i['corpus']}, granularity={i['granularity']}, backend={i['backend']})", "", _measured(i), "",
             "| what | value |", "|---|---|",
             _row("articles / sentences / chunks", f"{f['articles']} / {f['sentences']} / {f['chunks']}"),
             _row("fresh ingest", f"{f['seconds']} s"),
@@ -460,7 +467,7 @@ def markdown(result: dict) -> str:
     if "latency" in result:
         lt = result["latency"]
         lines += [
-            f"## Latency ({lt['index']}, {lt['sentences']} sentences, {lt['questions']} questions)", "",
+            f"## Latency ({lt['index']}, {lt['sentences']} sentences, {lt['questions']} questions)", "", _measured(lt), "",
             "| operation | users | p50 (ms) | p95 (ms) | throughput (/s) |", "|---|---|---|---|---|",
         ]
         for op in ("retrieve", "ask"):
@@ -472,6 +479,7 @@ def markdown(result: dict) -> str:
         bk = result["backends"]
         lines += [
             f"## Embedding backends ({bk['texts']} {bk['granularity']} texts of {bk['index']}, {bk['mean_chars']} characters on average)", "",
+            _measured(bk), "",
             "| backend | texts/s | speed-up | load + export (s) | cosine to torch, mean / min |", "|---|---|---|---|---|",
         ]
         for name, row in bk["backends"].items():
@@ -481,7 +489,7 @@ def markdown(result: dict) -> str:
     if "scale" in result:
         sc = result["scale"]
         lines += [
-            "## Scale", "",
+            "## Scale", "", _measured(sc), "",
             f"Grown from {sc['source']['sentences']} real sentences of {sc['source']['articles']} articles "
             f"({sc['source_index']}); the rest are synthetic copies: vectors + N(0, {sc['noise_sigma']}²) noise, "
             f"renormalised (no re-encoding); text with {int(sc['word_drop'] * 100)}% of words dropped, the rest shuffled. "
@@ -560,11 +568,21 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out
     work = out / "work"
     work.mkdir(parents=True, exist_ok=True)
+    command = shlex.join(["python", "-m", "rag", "bench", *argv])
     result: dict = {"run": {
-        "date": datetime.now().isoformat(timespec="seconds"), "command": shlex.join(["python", "-m", "rag", "bench", *argv]),
+        "date": datetime.now().isoformat(timespec="seconds"), "command": command,
         "cpus": os.cpu_count(), "ram_gib": round(psutil.virtual_memory().total / 2**30, 1), "torch_threads": torch.get_num_threads(),
         "platform": platform.platform(), "python": platform.python_version(), "parts": parts,
     }}
+    # Parts measured by an earlier run into the same --out and not re-run now are kept, each with
+    # its own date and command, so parts can be run one at a time into one table.
+    previous = out / "bench.json"
+    if previous.exists():
+        try:
+            old = json.loads(previous.read_text())
+        except ValueError:
+            old = {}
+        result |= {k: v for k, v in old.items() if k in PARTS and k not in parts}
 
     def log(msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
@@ -573,13 +591,21 @@ def main(argv: list[str] | None = None) -> int:
         (out / "bench.json").write_text(json.dumps(result, indent=2) + "\n")
         (out / "bench.md").write_text(markdown(result) + "\n")
 
+    def measure(name: str, fn) -> None:
+        # Other work on a shared machine skews timings: the load average says how busy it was.
+        when = {"date": datetime.now().isoformat(timespec="seconds"), "command": command,
+                "load_average_start": [round(x, 2) for x in os.getloadavg()]}
+        log(f"{name} ...")
+        value = fn()
+        value["measured"] = when | {"load_average_end": [round(x, 2) for x in os.getloadavg()]}
+        result[name] = value
+        log(f"{name}: {json.dumps(value)}")
+        save()
+
     # The index that latency and scale use: --index if given, else the one the ingest part builds.
     served = config if args.index is not None or config.chroma_url else config.with_(index=work / "bbc-index")
     if "ingest" in parts:
-        log("ingest: fresh index of the corpus ...")
-        result["ingest"] = bench_ingest(config, work, progress=args.progress)
-        log(f"ingest: {json.dumps(result['ingest'])}")
-        save()
+        measure("ingest", lambda: bench_ingest(config, work, progress=args.progress))
     if {"latency", "scale", "backends"} & set(parts):
         from rag.pipeline import Newsdesk
 
@@ -587,28 +613,20 @@ def main(argv: list[str] | None = None) -> int:
         if desk.store.articles.count() == 0 or "ingest" not in parts:
             desk.ingest(progress=args.progress)  # embeds nothing when the index is current
         if "latency" in parts:
-            log("latency ...")
             stats = desk.stats()
-            result["latency"] = {"index": str(served.chroma_url or served.index), "sentences": stats["sentences"],
-                                 "granularity": served.granularity} | bench_latency(desk, questions, args.threads)
-            log(f"latency: {json.dumps(result['latency'])}")
-            save()
+            measure("latency", lambda: {"index": str(served.chroma_url or served.index), "sentences": stats["sentences"],
+                                        "granularity": served.granularity} | bench_latency(desk, questions, args.threads))
         del desk
     if "backends" in parts:
         from rag.store import Store
 
-        log("backends ...")
         docs = [d for b in pages(Store(served).chunks, ["documents"]) for d in b["documents"]]
         rng = np.random.default_rng(1)
         sample = [docs[i] for i in rng.choice(len(docs), size=min(args.backend_texts, len(docs)), replace=False)]
-        result["backends"] = {"index": str(served.index), "granularity": served.granularity} | bench_backends(
-            sample, batch_size=served.batch_size)
-        log(f"backends: {json.dumps(result['backends'])}")
-        save()
+        measure("backends", lambda: {"index": str(served.index), "granularity": served.granularity}
+                | bench_backends(sample, batch_size=served.batch_size))
     if "scale" in parts:
-        log("scale ...")
-        result["scale"] = bench_scale(served, sizes, work, args.questions, args.probe_questions, log=log)
-        save()
+        measure("scale", lambda: bench_scale(served, sizes, work, args.questions, args.probe_questions, log=log))
     save()
     print(markdown(result))
     return 0

@@ -170,4 +170,12 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("bench", help="speed, memory and scale benchmarks (see python -m rag bench --help)")
 
     args = parser.parse_args(argv)
+    if getattr(args, "llm", None) not in (None, "none"):
+        from rag.llm import LLMUnavailable
+
+        try:
+            return args.func(args)
+        except LLMUnavailable as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
     return args.func(args)

@@ -132,6 +132,7 @@ def run(desk, questions: list[dict], *, baseline=None, k: int = 10, progress: bo
     (``metrics["newsdesk"]``, ``metrics["llama-index"]``) per question type and ``overall``.
     ``time_retrieval`` also times ``retrieve()`` on its own (one extra retrieval per question).
     """
+    load_start = [round(x, 2) for x in os.getloadavg()]
     if questions:
         desk.retrieve(questions[0]["question"], k=k)  # load the model and indexes before timing
     bar = None
@@ -201,7 +202,8 @@ def run(desk, questions: list[dict], *, baseline=None, k: int = 10, progress: bo
             "questions": len(questions),
             "config": _config_dict(desk.config),
             "index": desk.stats() | {"sources": None},
-            "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+            "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
+                        "load_average_start": load_start, "load_average_end": [round(x, 2) for x in os.getloadavg()]},
             "gold_not_located": unlocated,
         },
         SYSTEM: M.by_type(scores, seconds, rsecs),
@@ -313,7 +315,8 @@ def report(predictions: list[dict], metrics: dict, title: str, command: str, cha
     lines = [
         f"# Evaluation: {title}",
         "",
-        f"- date: {run_info['date']}; machine: {run_info['machine']['cpus']} CPUs ({run_info['machine']['platform']})",
+        f"- date: {run_info['date']}; machine: {run_info['machine']['cpus']} CPUs ({run_info['machine']['platform']}); "
+        f"load average at start {run_info['machine'].get('load_average_start')}, at end {run_info['machine'].get('load_average_end')}",
         f"- command: `{command}`",
         f"- corpus: `{cfg['corpus']}` ({run_info['index'].get('articles')} articles, {run_info['index'].get('sentences')} sentences); "
         f"index `{cfg['index']}`",

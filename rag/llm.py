@@ -45,12 +45,12 @@ ANSWER_INSTRUCTIONS = (
 )
 # One worked exchange: small models follow an example far better than a description.
 EXAMPLE_SENTENCES = (
-    'Article "Port strike ends" (Wire, 2005-01-07):\n'
-    "[1] Dock workers in Rotterdam walked out on Tuesday over pay.\n"
-    "[2] The strike ended on Friday after the union accepted a 4% raise."
+    'Article "Bread costs more" (Wire, 2005-01-07):\n'
+    "[1] Bakers raised the price of a loaf by 5% in March.\n"
+    "[2] Their association blamed a poor wheat harvest."
 )
-EXAMPLE_QUESTION = "When did the strike end, and why?"
-EXAMPLE_ANSWER = "The strike ended on Friday [2]. The union accepted a 4% raise [2]."
+EXAMPLE_QUESTION = "By how much did bread prices rise, and why?"
+EXAMPLE_ANSWER = "The price of a loaf rose by 5% in March [1]. Bakers blamed a poor wheat harvest [2]."
 REWRITE_SYSTEM_PROMPT = "You rewrite a follow-up question so that it can be understood without the conversation."
 REWRITE_INSTRUCTIONS = (
     "Rewrite the follow-up question as one standalone question that names what it refers to. "
@@ -90,12 +90,25 @@ def build_llm(config: Config) -> LLM:
     raise ValueError(f"unknown llm {config.llm!r}: choose none, llamacpp or openai")
 
 
-def _llamacpp(config: Config) -> LLM:
+def gguf_path(config: Config) -> Path:
+    """The GGUF file to load: ``config.llm_model``, else the packaged SmolLM2; a clear error if neither."""
     path = Path(config.llm_model) if config.llm_model else packaged_gguf()
     if path is None:
         raise LLMUnavailable(f"no GGUF model: pass --llm-model PATH (NEWSDESK_LLM_MODEL) or {MODEL_HINT}")
     if not path.is_file():
         raise LLMUnavailable(f"GGUF model not found: {path}")
+    return path
+
+
+def server_model(config: Config) -> str:
+    """The model name to ask an OpenAI-compatible server for."""
+    if not config.llm_model:
+        raise LLMUnavailable("--llm openai needs a model name: --llm-model NAME (NEWSDESK_LLM_MODEL)")
+    return config.llm_model
+
+
+def _llamacpp(config: Config) -> LLM:
+    path = gguf_path(config)
     try:
         from llama_index.llms.llama_cpp import LlamaCPP
     except ImportError as e:
@@ -134,15 +147,14 @@ def _chat_formatter(model):
 
 
 def _openai_like(config: Config) -> LLM:
-    if not config.llm_model:
-        raise LLMUnavailable("--llm openai needs a model name: --llm-model NAME (NEWSDESK_LLM_MODEL)")
+    model = server_model(config)
     try:
         from llama_index.llms.openai_like import OpenAILike
     except ImportError as e:
         raise LLMUnavailable(f"llama-index-llms-openai-like is not installed ({e.name} missing): pip install -e .") from e
     kwargs = {"api_base": config.llm_url} if config.llm_url else {}  # None = OpenAI itself
     return OpenAILike(
-        model=config.llm_model,
+        model=model,
         api_key=config.llm_api_key or "none",  # local servers (Ollama, vLLM, LM Studio) ignore it
         is_chat_model=True,
         temperature=0.0,
@@ -264,16 +276,19 @@ class ReplyParser:
             out.append((clean, cited))
         return out
 
-    def parse(self, reply: str, n: int) -> Draft:
+    def parse(self, reply: str, n: int, cut: bool = False) -> Draft:
         """Answer sentences with the numbers (marker - 1) they cite; markers outside 1..n are dropped.
 
         Repeated sentences, lead-ins ("The articles say:") and sentences past the asked-for
         number are left out: small models loop and ramble, and those are not claims to show.
+        ``cut``: generation was stopped early, so the last sentence may be unfinished; drop it.
 
         >>> ReplyParser().parse("The lab closed [1]. It had 40 staff. [2][9]", 2).sentences
         [('The lab closed.', [0]), ('It had 40 staff.', [1])]
         """
         pieces = self.pieces(reply, n)
+        if cut and len(pieces) > 1:
+            pieces = pieces[:-1]
         if not pieces or is_abstain(pieces[0][0], whole=False):
             return Draft(abstained=True)
         sentences: list[tuple[str, list[int]]] = []
@@ -341,7 +356,10 @@ class LLMAnswerer:
             self._check_installed()
 
     def _check_installed(self) -> None:
-        """Fail at start-up, not at the first question, when the integration is missing (nothing is imported)."""
+        """Fail at start-up, not at the first question, when the integration or model is missing.
+
+        Nothing is imported or loaded here: the model is built on first use.
+        """
         needed = {"llamacpp": ("llama_cpp", "llama_index.llms.llama_cpp"), "openai": ("llama_index.llms.openai_like",)}
         if self.config.llm not in needed:
             raise ValueError(f"unknown llm {self.config.llm!r}: choose none, llamacpp or openai")
@@ -353,6 +371,7 @@ class LLMAnswerer:
             if not found:
                 hint = INSTALL_HINT if self.config.llm == "llamacpp" else "pip install -e ."
                 raise LLMUnavailable(f"{name} is not installed, needed for --llm {self.config.llm}: {hint}")
+        gguf_path(self.config) if self.config.llm == "llamacpp" else server_model(self.config)
 
     @property
     def llm(self) -> LLM:
@@ -395,7 +414,7 @@ class LLMAnswerer:
         rest = shown.flush()
         if rest:
             yield rest
-        draft = self.parser.parse(reply, len(order))
+        draft = self.parser.parse(reply, len(order), cut=self.parser.enough(reply))
         draft.sentences = [(text, [order[k] for k in cited]) for text, cited in draft.sentences]
         yield draft
 

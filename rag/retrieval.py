@@ -155,8 +155,26 @@ class HybridRetriever:
             c.score = sum(1.0 / (RRF_K + r) for r in (c.dense_rank, c.bm25_rank) if r is not None)
         ranked = sorted(cands.values(), key=lambda c: -c.score)
         if cfg.rerank:
-            ranked = self._rescore(question, vector, ranked)
+            ranked = self._rescore(question, vector, self._expand(ranked, cands))
         return self._hits(self._dedup(ranked, k), k)
+
+    def _expand(self, ranked: list[_Candidate], cands: dict) -> list[_Candidate]:
+        """Add every sentence of the best few articles: the answer often sits in the right story
+        but in a sentence too unlike the question ("The old law, dating from 1945, ...") for
+        either search to rank it."""
+        lib = self.store.library()
+        top: list[str] = []
+        for c in ranked:
+            if c.article_id not in top:
+                top.append(c.article_id)
+                if len(top) >= self.config.expand_articles:
+                    break
+        for article_id in top:
+            for s in lib.sentences[article_id]:
+                if (article_id, s.index) not in cands:
+                    cands[(article_id, s.index)] = _Candidate(article_id, s.index)
+                    ranked.append(cands[(article_id, s.index)])
+        return ranked
 
     def _rescore(self, question: str, vector: np.ndarray, ranked: list[_Candidate]) -> list[_Candidate]:
         lib = self.store.library()

@@ -80,10 +80,15 @@ class ScriptedLLM(CustomLLM):
 
 
 def mark(prompt: str, phrase: str) -> str:
-    """The ``[n]`` under which the prompt shows the sentence containing ``phrase``."""
-    m = re.search(r"^\[(\d+)\] .*" + re.escape(phrase), prompt, flags=re.M)
+    """The ``[n]`` under which the prompt shows the sentence containing ``phrase`` (after the worked example)."""
+    m = re.search(r"^\[(\d+)\] .*" + re.escape(phrase), question_part(prompt), flags=re.M)
     assert m, f"{phrase!r} is not among the numbered sentences"
     return f"[{m.group(1)}]"
+
+
+def question_part(prompt: str) -> str:
+    """The prompt from the last set of numbered sentences on: the worked example comes before it."""
+    return prompt[prompt.rindex("Numbered sentences from news articles"):]
 
 
 @pytest.fixture
@@ -111,7 +116,7 @@ def test_valid_citations_map_to_the_cited_sentences_with_offsets(scripted):
                              f"The lab operated under Amazon Web Services. {mark(p, 'Web Services')}\nThe articles say:"]
     answer = desk.ask("Why did Amazon shut its Shanghai lab and what did it work under?")
 
-    prompt = fake.prompts[0]
+    prompt = question_part(fake.prompts[0])
     assert "Question: Why did Amazon shut its Shanghai lab" in prompt
     assert f'Article "Amazon closes Shanghai AI lab" (Tech Wire, 2025-07-22):\n[1] {SHUT}\n[2] {AWS}' in prompt
     assert ABSTAIN_TEXT in prompt  # the model is told how to abstain
@@ -132,7 +137,7 @@ def test_prompt_numbers_map_back_to_the_right_hits():
             Hit("docks.md", 0, 0, 57, "Dock workers in Rotterdam walked out on Tuesday over pay.", 0.6, title="Dock strike")]
     fake = ScriptedLLM(script=[lambda p: f"Workers struck {mark(p, 'walked out')}. The lab shut {mark(p, 'has shut')}{mark(p, 'Web Services')}."])
     draft = LLMAnswerer(Config(), llm=fake).answer("What happened?", hits)
-    assert re.findall(r"^\[(\d)\] (\w+)", fake.prompts[0], flags=re.M) == [("1", "Dock"), ("2", "Container"), ("3", "Amazon"), ("4", "The")]
+    assert re.findall(r"^\[(\d)\] (\w+)", question_part(fake.prompts[0]), flags=re.M) == [("1", "Dock"), ("2", "Container"), ("3", "Amazon"), ("4", "The")]
     assert draft.sentences == [("Workers struck.", [3]), ("The lab shut.", [2, 1])]
 
 
@@ -201,6 +206,15 @@ def test_streaming_yields_text_then_the_same_answer_as_ask(scripted):
     assert (asked.sentences, asked.citations) == (answer.sentences, answer.citations)
 
 
+def test_a_looping_reply_is_cut_short_and_shown_once(scripted):
+    desk, fake = scripted
+    loop = lambda p: f"The lab opened in 2018 {mark(p, 'opened in 2018')}. " * 40
+    fake.script = [loop]
+    *pieces, answer = desk.ask_stream("When did the Shanghai lab open?")
+    assert [s.text for s in answer.sentences] == ["The lab opened in 2018."] and answer.sentences[0].supported
+    assert len("".join(pieces)) < 200  # generation stopped once the model repeated itself
+
+
 def test_follow_ups_are_rewritten_by_the_llm_and_the_rewrite_is_shown(scripted):
     desk, fake = scripted
     history = [("Why did Amazon close its Shanghai lab?", f"{SHUT} [1]")]
@@ -225,14 +239,14 @@ def test_rewrite_falls_back_to_the_rule_rewrite_when_the_llm_gives_nothing(scrip
     assert answer.standalone_question == rule
 
 
-def test_missing_model_or_integration_is_a_clear_error(tmp_path):
-    if importlib.util.find_spec("llama_cpp") is None:
-        with pytest.raises(LLMUnavailable, match=re.escape("pip install -e .[llm]")):
-            Newsdesk(Config(llm="llamacpp", index=tmp_path / "index"), embedder=FakeEmbedder())
-    else:
-        answerer = LLMAnswerer(Config(llm="llamacpp", llm_model=str(tmp_path / "missing.gguf")))
-        with pytest.raises(LLMUnavailable, match="GGUF model not found"):
-            answerer.llm
+def test_a_missing_integration_or_model_is_a_clear_error_at_start_up(tmp_path):
+    missing = tmp_path / "missing.gguf"
+    installed = importlib.util.find_spec("llama_cpp") is not None
+    expected = "GGUF model not found" if installed else re.escape("pip install -e .[llm]")
+    with pytest.raises(LLMUnavailable, match=expected):
+        Newsdesk(Config(llm="llamacpp", llm_model=str(missing), index=tmp_path / "index"), embedder=FakeEmbedder())
+    with pytest.raises(LLMUnavailable, match="needs a model name"):
+        Newsdesk(Config(llm="openai", llm_url="http://127.0.0.1:9/v1", index=tmp_path / "index"), embedder=FakeEmbedder())
     with pytest.raises(ValueError, match="choose none, llamacpp or openai"):
         LLMAnswerer(Config(llm="gpt"))
 
