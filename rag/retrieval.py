@@ -43,6 +43,7 @@ _DATE = re.compile(
     r"yesterday|today|last week|last month|last year|next week|next year)\b",
     re.I,
 )
+_YEAR = re.compile(r"\b(?:1[89]|20)\d\d\b")
 _REASON = re.compile(
     r"\b(?:because|due to|owing to|as a result|result of|in order to|so that|after|amid|following|blamed|"
     r"caused by|reason|since|thanks to|led to|citing|cited)\b",
@@ -62,8 +63,10 @@ def terms(text: str) -> set[str]:
 
 
 def answer_type(question: str) -> str | None:
-    """What kind of answer the question wants: 'number', 'date', 'name' or None."""
+    """What kind of answer the question wants: 'number', 'year', 'date', 'reason', 'name' or None."""
     q = question.lower()
+    if re.search(r"\b(what|which) year\b|\bin what year\b", q):
+        return "year"
     if re.search(r"\bhow (many|much|long|old|far|big|large|often)\b|\bwhat (percentage|share|proportion|amount|price|number)\b|\bby how\b", q):
         return "number"
     if re.search(r"\bwhen\b|\bwhat (year|date|day|month)\b|\bwhich (year|date|day|month)\b", q):
@@ -80,6 +83,8 @@ def has_answer_type(kind: str | None, sentence: str) -> bool:
         return bool(_NUMBER.search(sentence))
     if kind == "date":
         return bool(_DATE.search(sentence))
+    if kind == "year":
+        return bool(_YEAR.search(sentence))
     if kind == "name":
         return bool(_NAME.search(sentence))
     if kind == "reason":
@@ -184,8 +189,12 @@ class HybridRetriever:
         kind = answer_type(question)
         article_sim = self._article_similarity(vector, {c.article_id for c in ranked})
         w_dense, w_bm25, w_cov, w_title, w_type, w_article, w_article_dense = self.config.rerank_weights
+        kept = []
         for c in ranked:
             text = lib.sentence(c.article_id, c.index).text
+            if text == lib.articles[c.article_id].title:
+                continue  # a headline names the story but rarely answers; it scores through the title terms
+            kept.append(c)
             if q_terms:
                 cov = len(q_terms & terms(text)) / len(q_terms)
                 tcov = len(q_terms & terms(lib.articles[c.article_id].title)) / len(q_terms)
@@ -203,7 +212,7 @@ class HybridRetriever:
                 + w_article * acov
                 + w_article_dense * article_sim.get(c.article_id, 0.0)
             )
-        return sorted(ranked, key=lambda c: -c.score)
+        return sorted(kept, key=lambda c: -c.score)
 
     def _terms_of_article(self, article_id: str) -> set[str]:
         lib = self.store.library()

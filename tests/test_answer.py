@@ -97,6 +97,7 @@ def test_verifier_scores(real_embedder):
     v = Verifier(real_embedder)
     assert v.check("It rained.", []).supported is False
     assert v.check("Shares rose 5% on Monday.", ["Shares rose 5% on Monday."]).score == 1.0
+    assert v.check("Shares rose 7% on Monday.", ["Shares rose 5% on Monday."]).supported is False
     assert v.check("Shares climbed five percent on Monday.", ["Shares rose 5% on Monday."]).score > v.check(
         "The minister resigned.", ["Shares rose 5% on Monday."]).score
 
