@@ -513,7 +513,12 @@ def markdown(result: dict) -> str:
 def parser() -> argparse.ArgumentParser:
     from rag.cli import add_config_flags
 
-    p = argparse.ArgumentParser(prog="python -m rag bench", description="Speed, memory and scale benchmarks.")
+    p = argparse.ArgumentParser(
+        prog="python -m rag bench", description="Speed, memory and scale benchmarks.",
+        epilog=f"Default --corpus: {DEFAULT_CORPUS}. Without --index, the latency, backends and scale parts use the "
+               "index the ingest part builds under OUT/work (and build it if missing); scale writes its synthetic "
+               "index under OUT/work too. Parts run into the same --out are merged into one bench.json/bench.md.",
+    )
     add_config_flags(p)
     p.add_argument("--only", default=",".join(DEFAULT_PARTS),
                    help=f"comma-separated parts to run: {','.join(PARTS)} (default: {','.join(DEFAULT_PARTS)})")

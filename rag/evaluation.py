@@ -132,6 +132,7 @@ def run(desk, questions: list[dict], *, baseline=None, k: int = 10, progress: bo
     (``metrics["newsdesk"]``, ``metrics["llama-index"]``) per question type and ``overall``.
     ``time_retrieval`` also times ``retrieve()`` on its own (one extra retrieval per question).
     """
+    started = datetime.now().isoformat(timespec="seconds")
     load_start = [round(x, 2) for x in os.getloadavg()]
     if questions:
         desk.retrieve(questions[0]["question"], k=k)  # load the model and indexes before timing
@@ -198,7 +199,7 @@ def run(desk, questions: list[dict], *, baseline=None, k: int = 10, progress: bo
 
     result = {
         "run": {
-            "date": datetime.now().isoformat(timespec="seconds"),
+            "date": started,
             "questions": len(questions),
             "config": _config_dict(desk.config),
             "index": desk.stats() | {"sources": None},
@@ -390,6 +391,8 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m rag eval",
         description="Score the engine on a question set and write predictions, metrics and a report.",
+        epilog="Without --index (or NEWSDESK_INDEX) the index is a private one per corpus folder under "
+               ".newsdesk/eval/, so an evaluation never rewrites the index you work with.",
     )
     p.add_argument("--questions", type=Path, default=DEFAULT_QUESTIONS,
                    help=f"question file, JSON Lines (default: {DEFAULT_QUESTIONS}, over corpus/)")

@@ -167,6 +167,8 @@ class HybridRetriever:
         """Add every sentence of the best few articles: the answer often sits in the right story
         but in a sentence too unlike the question ("The old law, dating from 1945, ...") for
         either search to rank it."""
+        if self.config.expand_articles <= 0:
+            return ranked
         lib = self.store.library()
         top: list[str] = []
         for c in ranked:
@@ -265,11 +267,9 @@ class HybridRetriever:
                         also.append(c.article_id)
                     break
             else:
+                # Past k new sentences are not needed, but later copies of kept ones still add sources.
                 if len(kept) < k:
                     kept.append((c, [], toks, key))
-                elif len(kept) >= k:
-                    # Later duplicates of kept hits still add their sources; new sentences are not needed.
-                    continue
         return [(c, also) for c, also, _, _ in kept]
 
     def _hits(self, kept: list[tuple[_Candidate, list[str]]], k: int) -> list[Hit]:
