@@ -51,6 +51,9 @@ class Config:
     max_answer_sentences: int = 2
     max_question_chars: int = 2000
 
+    # Input limits: a file above this size is refused (by its size, before it is read).
+    max_file_bytes: int = 20 * 1024 * 1024
+
     def with_(self, **changes) -> "Config":
         """A copy with some fields changed (None values are ignored, so CLI defaults pass through)."""
         return replace(self, **{k: v for k, v in changes.items() if v is not None})

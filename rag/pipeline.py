@@ -9,8 +9,12 @@
 
 from __future__ import annotations
 
-import shutil
+import numbers
+import os
+import re
+import tempfile
 import time
+from datetime import date
 from pathlib import Path
 from typing import Iterator
 
@@ -19,7 +23,7 @@ import numpy as np
 from rag.answer import ABSTAIN_TEXT, Draft, ExtractiveAnswerer
 from rag.config import Config
 from rag.conversation import standalone
-from rag.corpus import SUFFIXES, UnreadableFile, read_file
+from rag.corpus import UnreadableFile, load_folder, parse, read_bytes, upload_name
 from rag.embedding import Embedder, SentenceTransformerEmbedder
 from rag.ingest import IngestReport, ingest
 from rag.retrieval import HybridRetriever
@@ -29,7 +33,14 @@ from rag.verify import Verifier
 
 
 class BadQuestion(ValueError):
-    """The question cannot be asked as given (empty, too long); the message says why."""
+    """The question cannot be asked as given (empty, too long, bad filters or history); the message says why."""
+
+
+# Control characters and bidirectional overrides: invisible, and an override reverses how the rest of
+# the question is displayed (e.g. in "understood as: ..."), so they become spaces.
+_INVISIBLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+_FILTER_LISTS = ("sources", "source", "article_ids", "article_id")
 
 
 class Newsdesk:
@@ -46,53 +57,69 @@ class Newsdesk:
     # --- indexing ------------------------------------------------------------------------
 
     def ingest(self, progress: bool = False) -> IngestReport:
-        """Bring the index in line with ``config.corpus``."""
-        return ingest(self.config, self.store, self.embedder, progress=progress)
+        """Bring the index in line with ``config.corpus`` (files over ``config.max_file_bytes`` are refused unread)."""
+        articles, skipped, warnings = load_folder(self.config.corpus, self.config.max_file_bytes)
+        report = ingest(self.config, self.store, self.embedder, progress=progress, articles=articles)
+        report.skipped, report.warnings = skipped, warnings
+        return report
 
     def add_files(self, paths: list[Path]) -> tuple[IngestReport, list[dict]]:
-        """Copy readable article files into the corpus folder and ingest; bad files change nothing.
+        """Save readable article files into the corpus folder and ingest; bad files change nothing.
 
+        Only the last part of a name is kept (``../../etc/passwd.txt`` is saved as ``passwd.txt``
+        in the corpus folder), the type is checked by extension and by content (binary is refused),
+        and a file over ``config.max_file_bytes`` is refused by its size before it is read.
         Returns the ingest report and one ``{"path", "reason"}`` per rejected file.
         """
         rejected, accepted = [], []
-        corpus = Path(self.config.corpus)
         for p in map(Path, paths):
-            if p.suffix.lower() not in SUFFIXES and p.suffix.lower() != ".jsonl":
-                rejected.append({"path": p.name, "reason": f"unsupported file type {p.suffix or '(none)'}"})
-                continue
             try:
-                read_file(p, p.name)
+                name = upload_name(p.name)
+                data = read_bytes(p, self.config.max_file_bytes)
+                parse(data, name)
             except UnreadableFile as e:
                 rejected.append({"path": p.name, "reason": str(e)})
                 continue
-            accepted.append(p)
-        for p in accepted:
-            corpus.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(p, corpus / p.name)
-        report = self.ingest() if accepted else IngestReport()
+            accepted.append((p, name, data))
+        saved = 0
+        for p, name, data in accepted:
+            try:
+                save_into(Path(self.config.corpus), name, data)
+                saved += 1
+            except OSError as e:
+                rejected.append({"path": p.name, "reason": f"cannot save into the corpus folder: {e.strerror}"})
+        report = self.ingest() if saved else IngestReport()
         return report, rejected
 
     # --- asking --------------------------------------------------------------------------
 
     def check_question(self, question) -> str:
-        if not isinstance(question, str) or not question.strip():
+        """``question`` as it is searched (control characters removed, spaces collapsed), or ``BadQuestion``."""
+        if question is None or isinstance(question, str) and not question.strip():
             raise BadQuestion("Please type a question: it is empty.")
+        if not isinstance(question, str):
+            raise BadQuestion(f"The question must be text, not {type(question).__name__}.")
         if len(question) > self.config.max_question_chars:
             raise BadQuestion(
                 f"The question is {len(question):,} characters long; the limit is {self.config.max_question_chars:,}. "
                 "Please ask something shorter."
             )
-        return question.strip()
+        question = " ".join(_INVISIBLE.sub(" ", question).split())
+        if not question:
+            raise BadQuestion("Please type a question: it is empty.")
+        if not re.search(r"\w", question):
+            raise BadQuestion("Please type a question in words: this one has no letters or digits.")
+        return question
 
     def retrieve(self, question: str, k: int = 10, filters: Filters | dict | None = None) -> list[Hit]:
         question = self.check_question(question)
-        return self.retriever.retrieve(question, k=k, filters=Filters.from_dict(filters) if isinstance(filters, dict) else filters)
+        return self.retriever.retrieve(question, k=check_k(k), filters=check_filters(filters))
 
     def ask(self, question: str, history: list | None = None, filters: Filters | dict | None = None, k: int = 10) -> Answer:
         """Answer ``question`` (with earlier ``(question, answer)`` turns) citing exact sentences."""
         t0 = time.perf_counter()
         question = self.check_question(question)
-        history = [tuple(turn) for turn in (history or [])]
+        history = check_history(history)
         query = self.rewrite(question, history)
         hits = self.retrieve(query, k=k, filters=filters)
         draft = self.answerer.answer(query, hits)
@@ -106,7 +133,7 @@ class Newsdesk:
         """Like ``ask`` but yields answer text as it is produced (LLM answerers), then the ``Answer``."""
         t0 = time.perf_counter()
         question = self.check_question(question)
-        history = [tuple(turn) for turn in (history or [])]
+        history = check_history(history)
         query = self.rewrite(question, history)
         hits = self.retrieve(query, k=k, filters=filters)
         stream = getattr(self.answerer, "stream", None)
@@ -176,6 +203,79 @@ class Newsdesk:
     def embed(self, texts: list[str]) -> np.ndarray:
         """Vectors in the index's embedding space (unit length, 384-d)."""
         return self.embedder.embed(texts)
+
+
+def check_k(k) -> int:
+    """``k`` (how many hits to return) if it is a whole number of at least 1, else ``BadQuestion``."""
+    if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
+        raise BadQuestion(f"k must be a whole number of at least 1, not {k!r}.")
+    return int(k)
+
+
+def check_history(history) -> list[tuple[str, str]]:
+    """Earlier turns as ``(question, answer)`` pairs of text (a missing answer is ""), else ``BadQuestion``."""
+    turns = []
+    for turn in history or []:
+        if not (isinstance(turn, (list, tuple)) and len(turn) == 2 and isinstance(turn[0], str)
+                and isinstance(turn[1], (str, type(None)))):
+            raise BadQuestion(f"history must be a list of [question, answer] pairs of text; got {str(turn)[:60]!r}.")
+        turns.append((turn[0], turn[1] or ""))
+    return turns
+
+
+def check_filters(filters) -> Filters | None:
+    """``filters`` (a ``Filters``, or a dict as the API and CLI give them) checked, else ``BadQuestion`` saying why.
+
+    >>> check_filters({"sources": "Reuters", "date_from": "2024-05-31"})
+    Filters(sources=('Reuters',), date_from='2024-05-31', date_to=None, article_ids=(), undated=False)
+    """
+    if isinstance(filters, dict):
+        for key in _FILTER_LISTS:
+            v = filters.get(key)
+            if v is not None and not isinstance(v, str) and not (
+                    isinstance(v, (list, tuple)) and all(isinstance(x, str) for x in v)):
+                raise BadQuestion(f"filter {key} must be a list of names (text), not {type(v).__name__}: {str(v)[:60]}")
+        try:
+            filters = Filters.from_dict(filters)
+        except ValueError as e:
+            raise BadQuestion(f"{e}; the filters are sources, date_from, date_to and article_ids.") from None
+    elif filters is not None and not isinstance(filters, Filters):
+        raise BadQuestion('filters must be an object like {"sources": ["Reuters"], "date_from": "2024-01-31"}, '
+                          f"not {type(filters).__name__}.")
+    if not filters:
+        return None
+    for key in ("date_from", "date_to"):
+        value = getattr(filters, key)
+        if value is not None and not _is_date(value):
+            raise BadQuestion(f"{key} “{value}” is not a date: write it as YYYY-MM-DD, e.g. 2024-05-31.")
+    if filters.date_from and filters.date_to and filters.date_from > filters.date_to:
+        raise BadQuestion(f"date_from {filters.date_from} is after date_to {filters.date_to}: no article can match.")
+    return filters
+
+
+def _is_date(value) -> bool:
+    try:
+        return isinstance(value, str) and bool(_ISO_DATE.fullmatch(value)) and bool(date.fromisoformat(value))
+    except ValueError:
+        return False
+
+
+def save_into(folder: Path, name: str, data: bytes) -> None:
+    """Write ``data`` as ``folder/name`` in one step; whatever was at that name (even a link) is replaced, not followed.
+
+    The bytes go to a hidden temporary file first (ingest ignores hidden files), then take the
+    name by rename, so a concurrent ingest never reads half a file.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".upload-", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), 0o644)  # mkstemp makes it private; corpus files are ordinary files
+            f.write(data)
+        os.replace(tmp, folder / name)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def make_answerer(config: Config):
