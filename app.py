@@ -3,11 +3,13 @@
     python app.py [--corpus DIR] [--index DIR] [--host 127.0.0.1] [--port 7860] [--auth user:pass] [--llm ...]
 
 Flags have NEWSDESK_* environment equivalents (NEWSDESK_CORPUS, NEWSDESK_HOST, NEWSDESK_PORT,
-NEWSDESK_AUTH, ...). This file only wires the engine (``rag.pipeline.Newsdesk``) to the UI and the
-API; the HTML comes from ``ui_render``.
+NEWSDESK_AUTH, ...). It listens on 127.0.0.1 unless told otherwise, and warns loudly when told to
+listen beyond this machine without a login. This file only wires the engine
+(``rag.pipeline.Newsdesk``) to the UI and the API; the HTML comes from ``ui_render``.
 """
 
 import argparse
+import ipaddress
 import os
 import sys
 import threading
@@ -21,7 +23,7 @@ from pathlib import Path
 import gradio as gr
 
 from rag.cli import add_config_flags, add_llm_flags, config_from
-from rag.ingest import IngestBusy
+from rag.ingest import IngestBusy, IngestFailed
 from rag.pipeline import BadQuestion, Newsdesk
 from rag.types import Answer
 from ui_render import (CSS, SOURCES_JS, answer_html, corpus_html, filters_line, ingest_html, sources_html,
@@ -29,6 +31,7 @@ from ui_render import (CSS, SOURCES_JS, answer_html, corpus_html, filters_line, 
 
 ROOT = Path(__file__).resolve().parent
 UPLOAD_TYPES = [".txt", ".md", ".json", ".jsonl", ".html"]
+DEFAULT_MAX_UPLOAD_MB = 20  # per file; news articles are kilobytes, a JSONL export a few megabytes
 
 
 class ReadWriteLock:
@@ -207,8 +210,10 @@ class NewsdeskUI:
             progress(0.3, desc=f"Reading and indexing {len(paths)} file(s)…")
             try:
                 report, rejected = self.desk.add_files(paths)
-            except IngestBusy as e:
+            except (IngestBusy, IngestFailed) as e:  # e.g. the disk is full: say so; the index still serves
                 raise gr.Error(str(e)) from None
+            except OSError as e:  # copying into the corpus folder failed
+                raise gr.Error(f"Could not add the files to the corpus folder {self.desk.config.corpus}: {e}") from None
             stats = self.desk.stats()
         progress(1.0, desc="Done")
         accepted = len(paths) - len(rejected)
@@ -289,7 +294,7 @@ class NewsdeskUI:
             return self.desk.embed(texts).astype(float).tolist()
 
 
-def build_app(desk: Newsdesk, examples: list[str] = ()) -> gr.Blocks:
+def build_app(desk: Newsdesk, examples: list[str] = (), max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB) -> gr.Blocks:
     """The Gradio app over one engine: chat, sources panel, corpus sidebar, and the named API endpoints."""
     ui = NewsdeskUI(desk)
     initial = ui.stats()
@@ -306,7 +311,7 @@ def build_app(desk: Newsdesk, examples: list[str] = ()) -> gr.Blocks:
                                     elem_id="nd-date-from")
                 f_to = gr.Textbox(label="to", placeholder="YYYY-MM-DD", max_lines=1, min_width=120, elem_id="nd-date-to")
             filters = [f_sources, f_from, f_to]
-            gr.Markdown("### Add articles\n.txt, .md, .json, .jsonl or .html files.")
+            gr.Markdown(f"### Add articles\n.txt, .md, .json, .jsonl or .html files, up to {max_upload_mb} MB each.")
             files = gr.File(file_count="multiple", file_types=UPLOAD_TYPES, type="filepath", show_label=False,
                             height=120, elem_id="nd-upload")
             add_btn = gr.Button("Add to corpus", variant="secondary", elem_id="nd-add")
@@ -386,6 +391,8 @@ def parse_args(argv: list[str] | None, environ=None) -> argparse.Namespace:
                    help="requests that may wait in the queue before new ones are turned away (default 64)")
     p.add_argument("--examples", type=Path, default=env.get("NEWSDESK_EXAMPLES") or None,
                    help="text file of example questions, one a line")
+    p.add_argument("--max-upload-mb", type=int, default=int(env.get("NEWSDESK_MAX_UPLOAD_MB", DEFAULT_MAX_UPLOAD_MB)),
+                   help=f"largest file the upload accepts, in MB (default {DEFAULT_MAX_UPLOAD_MB})")
     args = p.parse_args(argv)
     if args.auth:
         args.auth = [tuple(pair.split(":", 1)) for pair in args.auth.split(",")]
@@ -394,18 +401,52 @@ def parse_args(argv: list[str] | None, environ=None) -> argparse.Namespace:
     return args
 
 
-def serve(demo: gr.Blocks, args: argparse.Namespace) -> str:
-    """Queue, launch without blocking, and return the address to open."""
+def is_loopback(host: str) -> bool:
+    """True if only this machine can reach ``host`` (a host name other than localhost counts as reachable)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def exposure_warning(host: str, port: int, auth) -> str | None:
+    """The banner for listening beyond this machine without a login (None when there is nothing to warn about)."""
+    if auth or is_loopback(host):
+        return None
+    bar = "!" * 78
+    return "\n".join([
+        bar,
+        f"WARNING: Newsdesk is listening on {host}:{port} WITHOUT A LOGIN.",
+        "Anyone who can reach this address can ask questions, read every indexed article",
+        "through the API and add files to the corpus.",
+        "Add --auth user:password (or NEWSDESK_AUTH) and serve it over HTTPS behind a",
+        "reverse proxy, or leave --host at its default, 127.0.0.1.",
+        bar,
+    ])
+
+
+def serve(demo: gr.Blocks, args: argparse.Namespace, blocked: list[Path] = ()) -> str:
+    """Queue, launch without blocking, and return the address to open.
+
+    ``blocked``: folders Gradio's file route must never serve (the corpus and the index), even if
+    they happen to lie under a folder it does serve.
+    """
+    banner = exposure_warning(args.host, args.port, args.auth)
+    if banner:
+        print(banner, file=sys.stderr, flush=True)
+    elif not is_loopback(args.host):
+        print("note: the login is sent in clear text unless Newsdesk is served over HTTPS (a reverse proxy).",
+              file=sys.stderr, flush=True)
     demo.queue(default_concurrency_limit=args.concurrency, max_size=args.queue_size)
     _, url, _ = demo.launch(
         server_name=args.host, server_port=args.port, auth=args.auth, prevent_thread_lock=True, quiet=True,
         ssr_mode=False, theme=theme(), css=CSS, footer_links=["api", "settings"],
         auth_message="Newsdesk: please sign in." if args.auth else None,
+        max_file_size=args.max_upload_mb * 2**20, blocked_paths=[str(Path(p).resolve()) for p in blocked],
     )
     serve_web_component_script(demo.app)
-    if args.host not in ("127.0.0.1", "localhost", "::1") and not args.auth:
-        print("warning: listening on a non-loopback address without --auth: anyone who can reach it can use it",
-              file=sys.stderr)
     return url.replace("0.0.0.0", "127.0.0.1")
 
 
@@ -430,7 +471,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     try:
         report = desk.ingest(progress=sys.stderr.isatty())
-    except IngestBusy as e:  # another process is indexing the same folder: serve what is indexed so far
+    except (IngestBusy, IngestFailed) as e:  # another ingest runs, or the disk is full: serve what is indexed
         print(f"warning: {e}; serving the index as it is", file=sys.stderr)
         report = None
     t_ingest = time.perf_counter() - t0
@@ -438,8 +479,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"skipped {problem.path}: {problem.reason}", file=sys.stderr)
     examples = load_examples(args.examples) if args.examples else default_examples(desk, config.corpus)
 
-    demo = build_app(desk, examples)
-    url = serve(demo, args)
+    demo = build_app(desk, examples, args.max_upload_mb)
+    url = serve(demo, args, blocked=[config.corpus, config.index])
     ready = time.time() - psutil.Process().create_time()
     stats = desk.stats()
     print(f"Newsdesk is ready at {url}  ({stats['articles']:,} articles, {stats['sentences']:,} sentences; "

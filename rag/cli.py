@@ -1,6 +1,10 @@
 """``python -m rag ingest|retrieve|ask|eval|bench``: the engine from the command line.
 
 Environment variables (``NEWSDESK_*``, see ``Config.from_env``) and flags are read here only.
+
+Exit codes: 0 done; 1 the index could not be written (the message names the folder and the
+cause: disk full, read-only, ...); 2 bad input or the LLM is unavailable; 75 another ingest is
+running on the same index (try again later).
 """
 
 from __future__ import annotations
@@ -12,6 +16,9 @@ import time
 from pathlib import Path
 
 from rag.config import Config
+
+EXIT_INDEX_FAILED = 1
+EXIT_BUSY = 75  # EX_TEMPFAIL: the same command will work once the other ingest ends
 
 
 def add_config_flags(p: argparse.ArgumentParser) -> None:
@@ -170,12 +177,20 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("bench", help="speed, memory and scale benchmarks (see python -m rag bench --help)")
 
     args = parser.parse_args(argv)
+    return _run(args)
+
+
+def _run(args) -> int:
+    """Run a command; failures a user can act on are one ``error:`` line and an exit code, not a traceback."""
+    from rag.ingest import IngestBusy, IngestFailed
+
+    expected: dict[type, int] = {IngestFailed: EXIT_INDEX_FAILED, IngestBusy: EXIT_BUSY}
     if getattr(args, "llm", None) not in (None, "none"):
         from rag.llm import LLMUnavailable
 
-        try:
-            return args.func(args)
-        except LLMUnavailable as e:
-            print(f"error: {e}", file=sys.stderr)
-            return 2
-    return args.func(args)
+        expected[LLMUnavailable] = 2
+    try:
+        return args.func(args)
+    except tuple(expected) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return next(code for kind, code in expected.items() if isinstance(e, kind))

@@ -11,12 +11,18 @@ Two Chroma collections per indexing granularity:
 The lexical (BM25, via bm25s) index covers every sentence. It is saved under the index
 folder, stamped with a fingerprint of the article manifest, and rebuilt only when that
 fingerprint no longer matches what Chroma holds.
+
+Chroma writes to its folder even to read, so an index folder the process cannot write to (a
+read-only mount, say) is served from a temporary copy; ingesting into it is refused.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import tempfile
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
@@ -89,7 +95,11 @@ class LexicalIndex:
         return f.read_text() if f.exists() else None
 
     def build(self, library: Library, fingerprint: str) -> None:
-        """Index every sentence of ``library`` and save, replacing what was there."""
+        """Index every sentence of ``library`` and save, replacing what was there.
+
+        The new index is in use as soon as it is built: if saving fails (OSError), it still serves
+        from memory and the saved one is left as it was.
+        """
         import bm25s
 
         texts = [
@@ -99,17 +109,21 @@ class LexicalIndex:
         bm25 = bm25s.BM25()
         if texts:
             bm25.index(self._tokenize(texts, ids=True), show_progress=False)
+        self._bm25 = bm25 if texts else None
         tmp = self.folder.with_name(self.folder.name + ".tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        if texts:
-            bm25.save(tmp)
-        (tmp / "order.json").write_text(json.dumps(library.order))
-        (tmp / "fingerprint").write_text(fingerprint)
+        try:
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir(parents=True)
+            if texts:
+                bm25.save(tmp)
+            (tmp / "order.json").write_text(json.dumps(library.order))
+            (tmp / "fingerprint").write_text(fingerprint)
+        except OSError:
+            shutil.rmtree(tmp, ignore_errors=True)  # give back what a full disk let us write
+            raise
         # Swap in the finished folder so a crash never leaves a half-written index behind.
         shutil.rmtree(self.folder, ignore_errors=True)
         tmp.rename(self.folder)
-        self._bm25 = bm25 if texts else None
 
     def load(self) -> list[tuple[str, int]]:
         import bm25s
@@ -137,12 +151,13 @@ class Store:
         self.config = config
         g = config.granularity
         suffix = {"sentence": "s", "window": f"w{config.window}", "chunk": f"c{config.chunk_sentences}"}.get(g, g)
-        self.name = f"{config.collection}-{suffix}"
+        self.name = f"{config.collection}-{suffix}{'t' if config.embed_title else ''}"
         self._client = None
         self._chunks = None
         self._articles = None
         self._library: Library | None = None
         self._lexical_synced = False
+        self._copy: tempfile.TemporaryDirectory | None = None  # where a read-only index is served from
         self.lexical = LexicalIndex(self._local_dir() / "lexical" / self.name)
 
     def _local_dir(self) -> Path:
@@ -164,9 +179,25 @@ class Store:
                     host=u.hostname or "127.0.0.1", port=u.port or 8000, ssl=u.scheme == "https", settings=settings
                 )
             else:
-                Path(self.config.index).mkdir(parents=True, exist_ok=True)
-                self._client = chromadb.PersistentClient(path=str(self.config.index), settings=settings)
+                path = Path(self.config.index)
+                if path.is_dir() and not os.access(path, os.W_OK):
+                    path = self._writable_copy(path)
+                path.mkdir(parents=True, exist_ok=True)
+                self._client = chromadb.PersistentClient(path=str(path), settings=settings)
         return self._client
+
+    def _writable_copy(self, path: Path) -> Path:
+        """A temporary copy of a read-only index for Chroma to open (it writes even to read)."""
+        self._copy = tempfile.TemporaryDirectory(prefix="newsdesk-readonly-index-")
+        copy = Path(self._copy.name) / "index"
+        shutil.copytree(path, copy, ignore=shutil.ignore_patterns("lexical", "*.lock", "*.ingesting"))
+        size = sum(f.stat().st_size for f in copy.rglob("*") if f.is_file())
+        warnings.warn(
+            f"the index folder {path} is read-only: serving a copy ({size / 2**20:,.1f} MB in {copy}); "
+            "articles cannot be added until it is writable",
+            RuntimeWarning, stacklevel=3,
+        )
+        return copy
 
     def _collection(self, kind: str):
         return self.client.get_or_create_collection(
@@ -233,16 +264,26 @@ class Store:
         mean = vectors.mean(axis=0) if len(vectors) else np.ones(vectors.shape[1] or 384, dtype=np.float32)
         mean = mean / (np.linalg.norm(mean) or 1.0)
         self.articles.upsert(ids=[article.id], embeddings=[mean], documents=[article.text], metadatas=[meta])
-        self._library = None
+        self._changed()
 
     def delete_chunks(self, article_id: str) -> None:
+        self._changed()
         self.chunks.delete(where={"article_id": article_id})
 
     def delete(self, article_id: str) -> None:
         """Remove an article: its record first, so an interrupted delete is retried next time."""
+        self._changed()
         self.articles.delete(ids=[article_id])
         self.delete_chunks(article_id)
+
+    def _changed(self) -> None:
+        """Drop what was read from the index; the BM25 index must follow before its next search.
+
+        Without this, a run that fails half-way (a full disk) would leave BM25 document numbers
+        pointing at the sentences of the old article list.
+        """
         self._library = None
+        self._lexical_synced = False
 
     # --- reading -------------------------------------------------------------------------
 
@@ -278,9 +319,17 @@ class Store:
         return content_hash(*(f"{k}:{v}" for k, v in sorted(self.manifest().items())))
 
     def ensure_lexical(self) -> None:
-        """Load (or, if stale, rebuild) the BM25 index once per Store."""
+        """Load (or, if stale, rebuild) the BM25 index once per Store and after every change.
+
+        A rebuild that cannot be saved (read-only or full disk) is used from memory: questions are
+        still answered.
+        """
         if not self._lexical_synced:
-            self.sync_lexical()
+            try:
+                self.sync_lexical()
+            except OSError as e:
+                warnings.warn(f"could not save the BM25 index in {self.lexical.folder} ({e}); using it from memory",
+                              RuntimeWarning, stacklevel=2)
 
     def sync_lexical(self, force: bool = False) -> bool:
         """Make the BM25 index match Chroma: load it when current, rebuild when stale. True if rebuilt."""

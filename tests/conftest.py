@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import socket
@@ -64,6 +65,19 @@ def write_corpus(folder: Path, files: dict[str, str | bytes]) -> Path:
         p.parent.mkdir(parents=True, exist_ok=True)
         (p.write_bytes if isinstance(content, bytes) else p.write_text)(content)
     return folder
+
+
+def snapshot(store) -> dict:
+    """Everything a ``rag.store.Store`` holds, comparable across runs and folders (ids, texts, metadata, vectors)."""
+    chunks = store.chunks.get(include=["documents", "metadatas", "embeddings"])
+    arts = store.articles.get(include=["documents", "metadatas"])
+    return {
+        "chunks": sorted(
+            (i, d, json.dumps(m, sort_keys=True), tuple(round(float(x), 5) for x in e[:8]))
+            for i, d, m, e in zip(chunks["ids"], chunks["documents"], chunks["metadatas"], chunks["embeddings"])
+        ),
+        "articles": sorted((i, d, json.dumps(m, sort_keys=True)) for i, d, m in zip(arts["ids"], arts["documents"], arts["metadatas"])),
+    }
 
 
 def free_port() -> int:

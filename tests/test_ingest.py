@@ -1,6 +1,5 @@
 """Incremental ingest: unchanged corpora embed nothing, changes replace, deletions remove, crashes recover."""
 
-import json
 import subprocess
 import sys
 import textwrap
@@ -12,20 +11,7 @@ import pytest
 from rag.config import Config
 from rag.ingest import IngestBusy, ingest
 from rag.store import Store
-from tests.conftest import ROOT, free_port, write_corpus
-
-
-def snapshot(store: Store) -> dict:
-    """Everything the index holds, comparable across runs and folders."""
-    chunks = store.chunks.get(include=["documents", "metadatas", "embeddings"])
-    arts = store.articles.get(include=["documents", "metadatas"])
-    return {
-        "chunks": sorted(
-            (i, d, json.dumps(m, sort_keys=True), tuple(round(float(x), 5) for x in e[:8]))
-            for i, d, m, e in zip(chunks["ids"], chunks["documents"], chunks["metadatas"], chunks["embeddings"])
-        ),
-        "articles": sorted((i, d, json.dumps(m, sort_keys=True)) for i, d, m in zip(arts["ids"], arts["documents"], arts["metadatas"])),
-    }
+from tests.conftest import ROOT, free_port, snapshot, write_corpus
 
 
 def article_ids_in_chunks(store: Store) -> set:
