@@ -131,6 +131,22 @@ class Child:
         return code, self.out.read_text(), self.err.read_text()
 
 
+@pytest.fixture
+def spawn(tmp_path):
+    """``spawn(watch, *argv) -> Child``; a child still running when the test ends (it failed) is killed."""
+    started: list[Child] = []
+
+    def run(watch: str, *argv) -> Child:
+        started.append(Child(tmp_path, watch, *argv))
+        return started[-1]
+
+    yield run
+    for child in started:
+        if child.proc.poll() is None:
+            child.proc.kill()
+            child.proc.wait()
+
+
 def stories(first: int, count: int, prefix: str = "story", word: str = "item") -> dict[str, str]:
     """Articles of 20 sentences each (the title is one): ``count`` of them make ``20 * count`` chunks.
 
@@ -219,12 +235,12 @@ def fill(disk: Path, leave: int = 0) -> Path:
 # --- kill -9 in the middle of an ingest ----------------------------------------------------------
 
 
-def test_sigkill_mid_ingest_then_rerun_equals_a_clean_build(tmp_path):
+def test_sigkill_mid_ingest_then_rerun_equals_a_clean_build(tmp_path, spawn):
     corpus = write_corpus(tmp_path / "corpus", stories(0, 15))  # 300 chunks: three batches of 100
     index = tmp_path / "killed"
     # Kill as soon as the second batch starts (it stops at the third at the latest): the first batch is
     # committed, and the kill lands wherever the process happens to be, embedding or inside Chroma's writes.
-    child = Child(tmp_path, "embedder:embed:3", "ingest", "--corpus", corpus, "--index", index)
+    child = spawn("embedder:embed:3", "ingest", "--corpus", corpus, "--index", index)
     child.wait_for("embed 2")
     child.kill()
     assert 0 < Store(Config(corpus=corpus, index=index)).chunks.count() < 300, "the kill should land mid-way"
@@ -259,11 +275,11 @@ def chunk_texts(store: Store, article_id: str) -> list[str]:
     ("collection:upsert:5", lambda store: "thing4x" in " ".join(chunk_texts(store, "story004.txt"))
      and store.library().articles["story004.txt"].text.count("item4x") == 19),
 ], ids=["mid-delete", "mid-update"])
-def test_sigkill_while_changing_and_deleting_leaves_no_stale_sentences(tmp_path, changed_corpus, watch, killed_state):
+def test_sigkill_while_changing_and_deleting_leaves_no_stale_sentences(tmp_path, spawn, changed_corpus, watch, killed_state):
     v1_index, v2, clean = changed_corpus
     index = tmp_path / "index"
     shutil.copytree(v1_index, index)  # a folder no Chroma client in this process has opened
-    child = Child(tmp_path, watch, "ingest", "--corpus", v2, "--index", index)
+    child = spawn(watch, "ingest", "--corpus", v2, "--index", index)
     child.wait_for("stopped")
     child.kill()
     config = Config(corpus=v2, index=index)
@@ -288,12 +304,12 @@ def test_sigkill_while_changing_and_deleting_leaves_no_stale_sentences(tmp_path,
 # --- two ingests at once ------------------------------------------------------------------------
 
 
-def test_a_second_ingest_process_is_refused_with_a_clear_message_and_the_index_stays_intact(tmp_path):
+def test_a_second_ingest_process_is_refused_with_a_clear_message_and_the_index_stays_intact(tmp_path, spawn):
     corpus = write_corpus(tmp_path / "corpus", stories(0, 10))
     index = tmp_path / "index"
-    first = Child(tmp_path, "embedder:embed:1", "ingest", "--corpus", corpus, "--index", index)
+    first = spawn("embedder:embed:1", "ingest", "--corpus", corpus, "--index", index)
     first.wait_for("stopped")  # mid-ingest, holding the lock
-    code, _, err = Child(tmp_path, "embedder:embed:0", "ingest", "--corpus", corpus, "--index", index).finish()
+    code, _, err = spawn("embedder:embed:0", "ingest", "--corpus", corpus, "--index", index).finish()
     assert code == cli.EXIT_BUSY
     assert f"error: another ingest is running on this index ({index}); try again when it ends" in err
     assert "Traceback" not in err
