@@ -4,6 +4,10 @@ Three granularities (``Config.granularity``), compared on the development set in
 ``sentence`` embeds each sentence alone; ``window`` embeds each sentence with ``window``
 neighbours on each side, standing for its centre sentence; ``chunk`` embeds runs of
 ``chunk_sentences`` sentences.
+
+With ``Config.embed_title`` each chunk is embedded headed by its article's title ("Gold falls
+on IMF sale concerns. The IMF has 3,217 tonnes of gold."): a sentence alone often says "the
+fund" or "he" where the question names the story (measured in eval/README.md).
 """
 
 from __future__ import annotations
@@ -31,15 +35,17 @@ def chunk(article: Article, sentences: list[Sentence], config: Config) -> list[C
     for anchor, idx in groups:
         start, end = sentences[idx[0]].start, sentences[idx[-1]].end
         text = article.text[start:end]
+        embed_text = f"{article.title}. {text}" if config.embed_title and article.title and text != article.title else text
         chunks.append(
             Chunk(
-                id=content_hash(article.id, str(anchor), text),
+                id=content_hash(article.id, str(anchor), embed_text),
                 article_id=article.id,
                 sentence_indices=tuple(idx),
                 anchor=anchor,
                 start=start,
                 end=end,
                 text=text,
+                embed_text=embed_text,
             )
         )
     return chunks

@@ -25,6 +25,7 @@ class Config:
     granularity: str = "sentence"
     window: int = 1
     chunk_sentences: int = 4
+    embed_title: bool = True  # embed each unit headed by its article's title (an index of its own)
 
     model_path: str | None = None  # None = the packaged all-MiniLM-L6-v2
     backend: str = "torch"  # "torch" or "onnx"
@@ -37,7 +38,7 @@ class Config:
     # Second-stage weights: sentence dense similarity, BM25, question-term coverage of the sentence,
     # of the title, answer-type cue, term coverage of the whole article, article dense similarity
     # (fitted on eval/questions/bbc-dev.jsonl by eval/tune.py; see eval/README.md).
-    rerank_weights: tuple[float, ...] = (1.0, 0.0, 0.1, 0.8, 0.2, 1.2, 0.5)
+    rerank_weights: tuple[float, ...] = (1.0, 0.0, 0.1, 0.6, 0.2, 1.2, 0.0, 0.0, 0.2, 0.0, 0.2)
     context: int = 2  # neighbouring sentences returned with each hit
     dedup_threshold: float = 0.92  # near-duplicate sentences collapse above this similarity
 

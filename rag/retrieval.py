@@ -26,6 +26,7 @@ from rag.store import Store
 from rag.timephrases import date_range
 from rag.types import Filters, Hit
 
+_CACHE_LIMIT = 200_000  # cached sentences (term sets) before the caches start over
 RRF_K = 60  # the constant from Cormack et al. (2009); damps the head of each list
 
 _WORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9'’\-]*")
@@ -36,7 +37,12 @@ _STOP = frozenset(
     not no yes can could would should will shall may might must if so such also any some all each
     say says said tell told according""".split()
 )
-_NUMBER = re.compile(r"(?:[$£€]\s?\d|\d[\d,.]*\s?(?:%|per ?cent|bn|m\b|million|billion|thousand|k\b)|\b\d[\d,.]*\b)", re.I)
+_NUMBER = re.compile(
+    r"(?:[$£€]\s?\d|\d[\d,.]*\s?(?:%|per ?cent|bn|m\b|million|billion|thousand|k\b)|\b\d[\d,.]*(?:st|nd|rd|th)?\b|"
+    r"\b(?:two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|fifteen|twenty|thirty|forty|fifty|hundred|"
+    r"dozen|second|third|fourth|fifth|sixth|seventh|eighth|ninth|tenth)\b)",
+    re.I,
+)
 _DATE = re.compile(
     r"\b(?:19|20)\d\d\b|\b(?:january|february|march|april|may|june|july|august|september|october|november|december|"
     r"jan|feb|mar|apr|jun|jul|aug|sep|sept|oct|nov|dec)\b|\b(?:monday|tuesday|wednesday|thursday|friday|saturday|sunday|"
@@ -92,6 +98,39 @@ def has_answer_type(kind: str | None, sentence: str) -> bool:
     return False
 
 
+_UNIT = re.compile(r"\bhow (?:many|much)\s+(?:more\s+|extra\s+)?([a-z]+)", re.I)
+
+
+def asked_unit(question: str) -> str | None:
+    """The thing counted in a "how many X" question (crudely stemmed), e.g. "tonnes" -> "tonne"."""
+    m = _UNIT.search(question)
+    if not m or m.group(1).lower() in _STOP:
+        return None
+    return next(iter(terms(m.group(1))), None)
+
+
+def has_unit_figure(unit: str, sentence: str) -> bool:
+    """Does a figure stand right before the counted thing ("3,217 tonnes", "21st time")?"""
+    words = [next(iter(terms(w)), "") for w in _WORD.findall(sentence.lower())]
+    for i, w in enumerate(words):
+        if w == unit and any(re.match(r"\d", x) or x in _NUMBER_WORDS for x in words[max(0, i - 3) : i]):
+            return True
+    return False
+
+
+_NUMBER_WORDS = frozenset("two three four five six seven eight nine ten eleven twelve twenty thirty forty fifty "
+                          "hundred thousand million billion dozen half".split())
+
+
+def has_new_answer(kind: str | None, sentence: str, question: str) -> bool:
+    """Does ``sentence`` hold an answer of the asked-for kind that the question itself does not contain?"""
+    pattern = {"number": _NUMBER, "date": _DATE, "year": _YEAR, "name": _NAME, "reason": _REASON}.get(kind or "")
+    if pattern is None:
+        return False
+    asked = {w.lower() for w in _WORD.findall(question)}
+    return any(not all(w.lower() in asked for w in _WORD.findall(m.group())) for m in pattern.finditer(sentence))
+
+
 @dataclass
 class _Candidate:
     article_id: str
@@ -111,8 +150,10 @@ class HybridRetriever:
         self.embedder = embedder
         self.config = config
         self.today = today
-        self._terms_for = None  # the Library the article-term cache belongs to
+        self._cache_for = None  # the Library the caches below belong to
         self._article_terms: dict[str, set[str]] = {}
+        self._sentence_terms: dict[tuple[str, int], set[str]] = {}
+        self._chunk_ids: dict[str, dict[int, str]] = {}
 
     def effective_filters(self, question: str, filters: Filters | None) -> Filters:
         """``filters``, plus the date range of a time phrase in the question when none was given.
@@ -137,8 +178,9 @@ class HybridRetriever:
         if vector is None:
             vector = self.embedder.embed([question])[0]
 
+        allowed = lib.allowed(filters)
         cands: dict[tuple[str, int], _Candidate] = {}
-        for rank, (meta, sim) in enumerate(self.store.query(vector, cfg.candidates, filters)):
+        for rank, (meta, sim) in enumerate(self._dense(vector, cfg.candidates, filters, allowed)):
             idx = [int(x) for x in meta["sentences"].split(",")] if cfg.granularity == "chunk" else [meta["anchor"]]
             for i in idx:
                 c = cands.setdefault((meta["article_id"], i), _Candidate(meta["article_id"], i))
@@ -146,7 +188,6 @@ class HybridRetriever:
                     c.dense, c.dense_rank = sim, rank
 
         mask = None
-        allowed = lib.allowed(filters)
         if allowed is not None:
             mask = np.fromiter((a in allowed for a, _ in lib.order), dtype=np.float32, count=len(lib.order))
         for rank, (doc, score) in enumerate(self.store.lexical.search(question, cfg.candidates, mask)):
@@ -162,6 +203,22 @@ class HybridRetriever:
         if cfg.rerank:
             ranked = self._rescore(question, vector, self._expand(ranked, cands))
         return self._hits(self._dedup(ranked, k), k)
+
+    def _dense(self, vector: np.ndarray, n: int, filters: Filters, allowed: set[str] | None) -> list[tuple[dict, float]]:
+        """The ``n`` nearest chunks that pass ``filters`` (``allowed``: the article ids that do).
+
+        Chroma's filtered search scans metadata and is slow on a big index, so when the filter
+        keeps most articles (or all: a time phrase over undated articles) search unfiltered and
+        drop the rest; only a narrow filter goes to Chroma's ``where`` clause.
+        """
+        total = len(self.store.library().articles)
+        if allowed is None or len(allowed) == total:
+            return self.store.query(vector, n, Filters())
+        if len(allowed) >= total // 2:
+            got = [(m, sim) for m, sim in self.store.query(vector, 3 * n, Filters()) if m["article_id"] in allowed]
+            if len(got) >= n:
+                return got[:n]
+        return self.store.query(vector, n, filters)
 
     def _expand(self, ranked: list[_Candidate], cands: dict) -> list[_Candidate]:
         """Add every sentence of the best few articles: the answer often sits in the right story
@@ -183,47 +240,91 @@ class HybridRetriever:
                     ranked.append(cands[(article_id, s.index)])
         return ranked
 
-    def _rescore(self, question: str, vector: np.ndarray, ranked: list[_Candidate]) -> list[_Candidate]:
+    FEATURES = ("dense", "bm25", "sentence terms", "title terms", "answer type", "article terms",
+                "article dense", "new answer", "unit", "lead", "previous terms")
+
+    def features(self, question: str, vector: np.ndarray, ranked: list[_Candidate]) -> tuple[list[_Candidate], np.ndarray]:
+        """The second stage's view of each candidate: one row of ``FEATURES`` per kept candidate.
+
+        Headlines are dropped: a headline names the story but rarely answers; it scores through
+        the title terms instead.
+        """
         lib = self.store.library()
         self._fill_dense(vector, ranked)
         top_bm25 = max((c.bm25 for c in ranked), default=0.0) or 1.0
         q_terms = terms(question)
+        n_q = len(q_terms) or 1
         kind = answer_type(question)
+        unit = asked_unit(question)
         article_sim = self._article_similarity(vector, {c.article_id for c in ranked})
-        w_dense, w_bm25, w_cov, w_title, w_type, w_article, w_article_dense = self.config.rerank_weights
-        kept = []
+        kept, rows = [], []
         for c in ranked:
+            a = lib.articles[c.article_id]
             text = lib.sentence(c.article_id, c.index).text
-            if text == lib.articles[c.article_id].title:
-                continue  # a headline names the story but rarely answers; it scores through the title terms
+            if text == a.title:
+                continue
             kept.append(c)
-            if q_terms:
-                cov = len(q_terms & terms(text)) / len(q_terms)
-                tcov = len(q_terms & terms(lib.articles[c.article_id].title)) / len(q_terms)
-                acov = len(q_terms & self._terms_of_article(c.article_id)) / len(q_terms)
-            else:
-                cov = tcov = acov = 0.0
-            c.score = (
-                w_dense * (c.dense or 0.0)
-                + w_bm25 * c.bm25 / top_bm25
-                + w_cov * cov
-                + w_title * tcov
-                + w_type * has_answer_type(kind, text)
+            prev = lib.sentences[c.article_id][c.index - 1].text if c.index > 0 else ""
+            prev_terms = self._terms_of_sentence(c.article_id, c.index - 1) if prev and prev != a.title else set()
+            rows.append((
+                c.dense or 0.0,
+                c.bm25 / top_bm25,
+                len(q_terms & self._terms_of_sentence(c.article_id, c.index)) / n_q,
+                len(q_terms & terms(a.title)) / n_q,
+                float(has_answer_type(kind, text)),
                 # Does the question's story match the sentence's article? Sentences often say
                 # "the firm" where the question names it; the article as a whole does not.
-                + w_article * acov
-                + w_article_dense * article_sim.get(c.article_id, 0.0)
-            )
+                len(q_terms & self._terms_of_article(c.article_id)) / n_q,
+                article_sim.get(c.article_id, 0.0),
+                # The lead sentence restates the story the question is about; the answer is the
+                # sentence that adds what the question lacks (a figure, a name, a date).
+                float(has_new_answer(kind, text, question)),
+                float(unit is not None and has_unit_figure(unit, text)),
+                1.0 / (1 + c.index),
+                len(q_terms & prev_terms) / n_q,
+            ))
+        return kept, np.asarray(rows, dtype=np.float64).reshape(len(kept), len(self.FEATURES))
+
+    def _rescore(self, question: str, vector: np.ndarray, ranked: list[_Candidate]) -> list[_Candidate]:
+        kept, x = self.features(question, vector, ranked)
+        w = np.zeros(len(self.FEATURES))
+        given = np.asarray(self.config.rerank_weights, dtype=np.float64)[: len(w)]
+        w[: len(given)] = given
+        for c, s in zip(kept, x @ w):
+            c.score = float(s)
         return sorted(kept, key=lambda c: -c.score)
 
-    def _terms_of_article(self, article_id: str) -> set[str]:
+    def _caches(self):
+        """The per-library caches, emptied when the index changed (a new Library)."""
         lib = self.store.library()
-        if self._terms_for is not lib:  # the index changed: start a fresh cache
-            self._terms_for, self._article_terms = lib, {}
+        # A new Library means the index changed; the size cap keeps a long-running server bounded.
+        if self._cache_for is not lib or len(self._sentence_terms) > _CACHE_LIMIT:
+            self._cache_for = lib
+            self._article_terms, self._sentence_terms, self._chunk_ids = {}, {}, {}
+        return lib
+
+    def _terms_of_article(self, article_id: str) -> set[str]:
+        lib = self._caches()
         found = self._article_terms.get(article_id)
         if found is None:
             a = lib.articles[article_id]
             found = self._article_terms[article_id] = terms(a.title + " " + a.text)
+        return found
+
+    def _terms_of_sentence(self, article_id: str, index: int) -> set[str]:
+        lib = self._caches()
+        found = self._sentence_terms.get((article_id, index))
+        if found is None:
+            found = self._sentence_terms[(article_id, index)] = terms(lib.sentence(article_id, index).text)
+        return found
+
+    def _chunk_ids_of(self, article_id: str) -> dict[int, str]:
+        """Anchor sentence -> chunk id: ids are content hashes, so they are recomputed, not searched for."""
+        lib = self._caches()
+        found = self._chunk_ids.get(article_id)
+        if found is None:
+            chunks = chunk(lib.articles[article_id], lib.sentences[article_id], self.config)
+            found = self._chunk_ids[article_id] = {ch.anchor: ch.id for ch in chunks}
         return found
 
     def _article_similarity(self, vector: np.ndarray, article_ids: set[str]) -> dict[str, float]:
@@ -240,13 +341,7 @@ class HybridRetriever:
             for c in missing:
                 c.dense = 0.0
             return
-        lib = self.store.library()
-        ids = {}
-        for article_id in {c.article_id for c in missing}:
-            # Chunk ids are content hashes, so they can be recomputed instead of searched for.
-            for ch in chunk(lib.articles[article_id], lib.sentences[article_id], self.config):
-                ids[(article_id, ch.anchor)] = ch.id
-        wanted = {(c.article_id, c.index): ids.get((c.article_id, c.index)) for c in missing}
+        wanted = {(c.article_id, c.index): self._chunk_ids_of(c.article_id).get(c.index) for c in missing}
         got = self.store.chunks.get(ids=[i for i in wanted.values() if i], include=["embeddings"])
         vectors = dict(zip(got["ids"], got["embeddings"]))
         for c in missing:

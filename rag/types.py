@@ -95,7 +95,8 @@ class Chunk:
     """The unit that is embedded: whole consecutive sentences of one article.
 
     ``anchor`` is the sentence the chunk stands for when it is retrieved (the centre of a
-    sentence window, or the first sentence of a multi-sentence chunk).
+    sentence window, or the first sentence of a multi-sentence chunk). ``embed_text`` is what
+    the model sees: the text, headed by the article's title when ``Config.embed_title`` is on.
     """
 
     id: str
@@ -105,6 +106,11 @@ class Chunk:
     start: int
     end: int
     text: str
+    embed_text: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.embed_text:
+            object.__setattr__(self, "embed_text", self.text)
 
 
 @dataclass(frozen=True)
