@@ -93,7 +93,7 @@ def ingest(
     splitter = splitter or SentenceSplitter()
     report = IngestReport()
     if articles is None:  # read before the index is touched: a corpus problem is not an index failure
-        articles, report.skipped, report.warnings = load_folder(config.corpus)
+        articles, report.skipped, report.warnings = load_folder(config.corpus, config.max_file_bytes)
     state = Path(store._local_dir())
     try:
         state.mkdir(parents=True, exist_ok=True)

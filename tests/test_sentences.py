@@ -70,3 +70,13 @@ def test_unicode_and_odd_whitespace_keep_offsets():
     sentences = SentenceSplitter().split(a)
     assert [text[s.start : s.end] for s in sentences] == [s.text for s in sentences]
     assert sentences[0].text.startswith("Café") and sentences[-1].text == "Émile agreed."
+
+
+def test_a_very_long_line_is_split_into_the_same_sentences_as_short_ones():
+    # JSONL exports often put a whole article on one line; pysbd alone is quadratic in its length.
+    sentences = [f"Mr. Smith of Acme Inc. said sales rose {i}.5% in Jan. {i % 28 + 1} to $3.{i}bn." for i in range(3000)]
+    line = " ".join(sentences)
+    article = Article(id="a", text="Headline\n" + line + "\nLast line.")
+    got = SentenceSplitter().split(article)
+    assert [s.text for s in got] == ["Headline", *sentences, "Last line."]
+    assert all(article.text[s.start : s.end] == s.text for s in got)
