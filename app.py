@@ -23,6 +23,7 @@ from pathlib import Path
 import gradio as gr
 
 from rag.cli import add_config_flags, add_llm_flags, config_from
+from rag.config import Config
 from rag.ingest import IngestBusy, IngestFailed
 from rag.pipeline import BadQuestion, Newsdesk
 from rag.types import Answer
@@ -31,7 +32,7 @@ from ui_render import (CSS, SOURCES_JS, answer_html, corpus_html, filters_line, 
 
 ROOT = Path(__file__).resolve().parent
 UPLOAD_TYPES = [".txt", ".md", ".json", ".jsonl", ".html"]
-DEFAULT_MAX_UPLOAD_MB = 20  # per file; news articles are kilobytes, a JSONL export a few megabytes
+DEFAULT_MAX_UPLOAD_MB = Config.max_file_bytes // 2**20  # per file: the engine's own limit on any article file
 
 
 class ReadWriteLock:
