@@ -35,9 +35,11 @@ class Config:
     candidates: int = 100  # per retriever, before fusion
     rerank: bool = True  # second-stage scoring
     expand_articles: int = 3  # the second stage also scores every sentence of this many top articles
-    # Second-stage weights: sentence dense similarity, BM25, question-term coverage of the sentence,
-    # of the title, answer-type cue, term coverage of the whole article, article dense similarity
-    # (fitted on eval/questions/bbc-dev.jsonl by eval/tune.py; see eval/README.md).
+    # Second-stage weights, in the order of HybridRetriever.FEATURES: dense similarity, BM25,
+    # question-term coverage of the sentence, of the title, answer-type cue, term coverage of the
+    # whole article, article dense similarity, a new answer of the asked type, a figure next to the
+    # counted unit, lead position, term coverage of the previous sentence (fitted on
+    # eval/questions/bbc-dev.jsonl by eval/tune.py --grid; see eval/README.md).
     rerank_weights: tuple[float, ...] = (1.0, 0.0, 0.1, 0.6, 0.2, 1.2, 0.0, 0.0, 0.2, 0.0, 0.2)
     context: int = 2  # neighbouring sentences returned with each hit
     dedup_threshold: float = 0.92  # near-duplicate sentences collapse above this similarity

@@ -332,22 +332,23 @@ def article(article_id: str, test):
     return check
 
 
-def warned(path: str, pattern: str):
+def _reported(kind: str, path: str, pattern: str):
+    """The run's report lists ``path`` under ``kind`` ("warnings" or "skipped") with a reason matching ``pattern``."""
+
     def check(result, ctx):
         report = result[0] if isinstance(result, tuple) else result
-        reasons = {p.path: p.reason for p in report.warnings}
+        reasons = {p.path: p.reason for p in getattr(report, kind)}
         assert path in reasons and re.search(pattern, reasons[path]), reasons
 
     return check
+
+
+def warned(path: str, pattern: str):
+    return _reported("warnings", path, pattern)
 
 
 def reported_skipped(path: str, pattern: str):
-    def check(result, ctx):
-        report = result[0] if isinstance(result, tuple) else result
-        reasons = {p.path: p.reason for p in report.skipped}
-        assert path in reasons and re.search(pattern, reasons[path]), reasons
-
-    return check
+    return _reported("skipped", path, pattern)
 
 
 def nothing_indexed_mentions(word: str):
