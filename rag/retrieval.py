@@ -123,8 +123,12 @@ _NUMBER_WORDS = frozenset("two three four five six seven eight nine ten eleven t
 
 
 def has_new_answer(kind: str | None, sentence: str, question: str) -> bool:
-    """Does ``sentence`` hold an answer of the asked-for kind that the question itself does not contain?"""
-    pattern = {"number": _NUMBER, "date": _DATE, "year": _YEAR, "name": _NAME, "reason": _REASON}.get(kind or "")
+    """Does ``sentence`` hold an answer of the asked-for kind that the question itself does not contain?
+
+    Figures, dates and names only: a reason is a clause, and its cue words ("after", "due to")
+    are no answer by themselves.
+    """
+    pattern = {"number": _NUMBER, "date": _DATE, "year": _YEAR, "name": _NAME}.get(kind or "")
     if pattern is None:
         return False
     asked = {w.lower() for w in _WORD.findall(question)}
