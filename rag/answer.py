@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass, field
 
 from rag.config import Config
-from rag.retrieval import _DATE, _NAME, _NUMBER, _REASON, _YEAR, answer_type, terms
+from rag.retrieval import _DATE, _MONEY, _NAME, _NUMBER, _REASON, _YEAR, answer_type, terms
 from rag.types import Hit
 
 ABSTAIN_TEXT = "The articles don't say."
@@ -56,7 +56,7 @@ def answer_span(question: str, sentence: str) -> tuple[int, int] | None:
             return None
         end = re.search(r"[.;”\"]|,\s(?:adding|while|but)\b", sentence[m.end():])
         return m.start(), m.end() + (end.start() if end else len(sentence) - m.end())
-    pattern = {"number": _NUMBER, "date": _DATE, "year": _YEAR, "name": _NAME}.get(kind or "")
+    pattern = {"money": _MONEY, "number": _NUMBER, "date": _DATE, "year": _YEAR, "name": _NAME}.get(kind or "")
     if pattern is None:
         return None
     q = {w.lower() for w in re.findall(r"\w+", question)}
@@ -65,7 +65,7 @@ def answer_span(question: str, sentence: str) -> tuple[int, int] | None:
         text = m.group().strip()
         if not text or all(w.lower() in q for w in re.findall(r"\w+", text)):
             continue  # the question's own words are not the answer
-        if kind == "number":  # widen "76" to "76%" / "$1.13bn" to the whole figure
+        if kind in ("number", "money"):  # widen "76" to "76%" / "$1.13bn" to the whole figure
             s, e = m.span()
             while s > 0 and sentence[s - 1] in "$£€":
                 s -= 1

@@ -49,6 +49,8 @@ _DATE = re.compile(
     r"yesterday|today|last week|last month|last year|next week|next year)\b",
     re.I,
 )
+_MONEY = re.compile(r"[$£€¥]\s?\d[\d,.]*(?:\s?(?:bn|m|k|million|billion|trillion)\b)?|"
+                    r"\b\d[\d,.]*\s?(?:bn |m |million |billion )?(?:euros?|dollars|pounds|yen|yuan|rupees|francs)\b", re.I)
 _YEAR = re.compile(r"\b(?:1[89]|20)\d\d\b")
 _REASON = re.compile(
     r"\b(?:because|due to|owing to|as a result|result of|in order to|so that|after|amid|following|blamed|"
@@ -69,10 +71,14 @@ def terms(text: str) -> set[str]:
 
 
 def answer_type(question: str) -> str | None:
-    """What kind of answer the question wants: 'number', 'year', 'date', 'reason', 'name' or None."""
+    """What kind of answer the question wants: 'money', 'number', 'year', 'date', 'reason', 'name' or None."""
     q = question.lower()
     if re.search(r"\b(what|which) year\b|\bin what year\b", q):
         return "year"
+    if re.search(r"\bhow much (money|cash|did|does|do|will|would|was|is|has|had)\b.*\b(pay|paid|cost|invest|earn|spend|spent|"
+                 r"raise|charge|sell|sold|buy|bought|worth|fine|fined|owe|lose|lost|make|made)|\bhow much money\b|"
+                 r"\bwhat (fee|price|sum|salary|fine)\b|\bhow much (is|was) .* worth\b", q):
+        return "money"
     if re.search(r"\bhow (many|much|long|old|far|big|large|often)\b|\bwhat (percentage|share|proportion|amount|price|number)\b|\bby how\b", q):
         return "number"
     if re.search(r"\bwhen\b|\bwhat (year|date|day|month)\b|\bwhich (year|date|day|month)\b", q):
@@ -85,6 +91,8 @@ def answer_type(question: str) -> str | None:
 
 
 def has_answer_type(kind: str | None, sentence: str) -> bool:
+    if kind == "money":
+        return bool(_MONEY.search(sentence))
     if kind == "number":
         return bool(_NUMBER.search(sentence))
     if kind == "date":
@@ -128,7 +136,7 @@ def has_new_answer(kind: str | None, sentence: str, question: str) -> bool:
     Figures, dates and names only: a reason is a clause, and its cue words ("after", "due to")
     are no answer by themselves.
     """
-    pattern = {"number": _NUMBER, "date": _DATE, "year": _YEAR, "name": _NAME}.get(kind or "")
+    pattern = {"money": _MONEY, "number": _NUMBER, "date": _DATE, "year": _YEAR, "name": _NAME}.get(kind or "")
     if pattern is None:
         return False
     asked = {w.lower() for w in _WORD.findall(question)}

@@ -93,7 +93,8 @@ def test_lexical_search_finds_rare_words_the_dense_side_misses(tmp_path, fake_em
 @pytest.mark.parametrize(
     "question, kind",
     [("How many jobs were cut?", "number"), ("When did the lab open?", "date"), ("In which year was it founded?", "year"), ("Who scored the goal?", "name"),
-     ("Why did Amazon close the lab?", "reason"), ("What is the plan?", None)],
+     ("Why did Amazon close the lab?", "reason"), ("What is the plan?", None),
+     ("How much did Chelsea pay for him?", "money"), ("What fee will applicants pay?", "money"), ("How much did prices rise?", "number")],
 )
 def test_answer_type_cues(question, kind):
     assert answer_type(question) == kind

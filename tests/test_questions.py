@@ -1,0 +1,69 @@
+"""The question sets in eval/questions/ are well formed and their evidence is real.
+
+Every evidence sentence must occur verbatim in the article it names, as the article is read by
+rag/corpus.py, and be one sentence as rag/sentences.py splits it; bbc-test must stay held out
+(no article that bbc-dev uses).
+"""
+
+import re
+
+import pytest
+
+from rag.corpus import load_folder
+from rag.evaluation import load_questions
+from rag.metrics import locate
+from rag.sentences import SentenceSplitter
+from tests.conftest import BBC, ROOT, SHIPPED
+
+QUESTIONS = ROOT / "eval" / "questions"
+SETS = {"seeds.jsonl": SHIPPED, "bbc-dev.jsonl": BBC, "bbc-test.jsonl": BBC}
+
+
+@pytest.fixture(scope="module")
+def corpora():
+    return {folder: {a.id: a for a in load_folder(folder)[0]} for folder in {SHIPPED, BBC} if folder.is_dir()}
+
+
+@pytest.mark.parametrize("name", sorted(SETS))
+def test_every_evidence_sentence_is_a_sentence_of_its_article(name, corpora):
+    folder = SETS[name]
+    if folder not in corpora:
+        pytest.skip(f"corpus not found at {folder}")
+    articles = corpora[folder]
+    questions = load_questions(QUESTIONS / name)
+    splitter = SentenceSplitter()
+    for q in questions:
+        assert q["type"] in ("single", "multi", "unanswerable"), q["id"]
+        docs = [e["doc"] for e in q["evidence"]]
+        if q["type"] == "unanswerable":
+            assert not docs and not q["answer"], q["id"]
+            continue
+        assert q["answer"], q["id"]
+        if q["type"] == "single":
+            assert len(docs) == 1, q["id"]
+            said = q["evidence"][0]["sentence"].lower()
+            assert any(a.lower() in said for a in [q["answer"], *q["aliases"]]), f"{q['id']}: answer not in its evidence"
+        else:
+            assert len(set(docs)) >= 2, f"{q['id']}: a multi question needs two articles"
+        for e in q["evidence"]:
+            article = articles.get(e["doc"])
+            assert article is not None, f"{q['id']}: no article {e['doc']}"
+            assert e["sentence"] in article.text, f"{q['id']}: evidence not verbatim in {e['doc']}"
+            start, end = locate(article.text, e["sentence"])
+            split = [(s.start, s.end) for s in splitter.split(article)]
+            overlaps = [min(end, b) - max(start, a) for a, b in split if min(end, b) > max(start, a)]
+            assert max(overlaps, default=0) >= (end - start) / 2, f"{q['id']}: evidence is not one sentence of {e['doc']}"
+
+
+def test_ids_and_questions_are_unique_and_the_test_set_is_held_out():
+    ids, asked, files = set(), set(), {}
+    for name in SETS:
+        for q in load_questions(QUESTIONS / name):
+            assert q["id"] not in ids and q["question"] not in asked, q["id"]
+            ids.add(q["id"])
+            asked.add(q["question"])
+            files.setdefault(name, set()).update(e["doc"] for e in q["evidence"])
+    number = lambda doc: int(re.search(r"(\d+)\.txt$", doc).group(1))  # noqa: E731
+    assert all(number(d) <= 200 for d in files["bbc-dev.jsonl"])
+    assert all(number(d) > 200 for d in files["bbc-test.jsonl"])
+    assert len(load_questions(QUESTIONS / "bbc-dev.jsonl")) >= 60 and len(load_questions(QUESTIONS / "seeds.jsonl")) >= 15
