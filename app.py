@@ -16,7 +16,6 @@ import threading
 import time
 import traceback
 from contextlib import contextmanager
-from datetime import date
 from html import escape
 from pathlib import Path
 
@@ -25,7 +24,7 @@ import gradio as gr
 from rag.cli import add_config_flags, add_llm_flags, config_from
 from rag.config import Config
 from rag.ingest import IngestBusy, IngestFailed
-from rag.pipeline import BadQuestion, Newsdesk
+from rag.pipeline import BadQuestion, Newsdesk, check_filters
 from rag.types import Answer
 from ui_render import (CSS, SOURCES_JS, answer_html, corpus_html, filters_line, ingest_html, sources_html,
                        sources_items, streaming_html)
@@ -93,18 +92,15 @@ def _history_pairs(history) -> list[tuple[str, str]]:
 
 
 def _ui_filters(sources, date_from, date_to) -> dict:
-    """The sidebar's filter fields as an engine filters dict; a malformed date is a clear error."""
-    filters = {}
-    if sources:
-        filters["sources"] = list(sources)
+    """The sidebar's filter fields as an engine filters dict; the engine's check makes a bad date a clear error."""
+    filters = {"sources": list(sources)} if sources else {}
     for key, value in (("date_from", date_from), ("date_to", date_to)):
-        value = (value or "").strip()
-        if value:
-            try:
-                date.fromisoformat(value)
-            except ValueError:
-                raise gr.Error(f"“{value}” is not a date: write it as YYYY-MM-DD, e.g. 2024-05-31.") from None
-            filters[key] = value
+        if (value or "").strip():
+            filters[key] = value.strip()
+    try:
+        check_filters(filters)
+    except BadQuestion as e:
+        raise gr.Error(str(e)) from None
     return filters
 
 
