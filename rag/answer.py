@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass, field
 
 from rag.config import Config
-from rag.retrieval import _DATE, _MONEY, _NAME, _NUMBER, _REASON, _YEAR, answer_type, terms
+from rag.retrieval import ANSWER_PATTERNS, _REASON, answer_type, terms
 from rag.types import Hit
 
 ABSTAIN_TEXT = "The articles don't say."
@@ -56,7 +56,7 @@ def answer_span(question: str, sentence: str) -> tuple[int, int] | None:
             return None
         end = re.search(r"[.;”\"]|,\s(?:adding|while|but)\b", sentence[m.end():])
         return m.start(), m.end() + (end.start() if end else len(sentence) - m.end())
-    pattern = {"money": _MONEY, "number": _NUMBER, "date": _DATE, "year": _YEAR, "name": _NAME}.get(kind or "")
+    pattern = ANSWER_PATTERNS.get(kind or "")
     if pattern is None:
         return None
     q = {w.lower() for w in re.findall(r"\w+", question)}

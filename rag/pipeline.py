@@ -23,7 +23,7 @@ import numpy as np
 from rag.answer import ABSTAIN_TEXT, Draft, ExtractiveAnswerer
 from rag.config import Config
 from rag.conversation import standalone
-from rag.corpus import UnreadableFile, load_folder, parse, read_bytes, upload_name
+from rag.corpus import UnreadableFile, parse, read_bytes, upload_name
 from rag.embedding import Embedder, SentenceTransformerEmbedder
 from rag.ingest import IngestReport, ingest
 from rag.retrieval import HybridRetriever
@@ -58,10 +58,7 @@ class Newsdesk:
 
     def ingest(self, progress: bool = False) -> IngestReport:
         """Bring the index in line with ``config.corpus`` (files over ``config.max_file_bytes`` are refused unread)."""
-        articles, skipped, warnings = load_folder(self.config.corpus, self.config.max_file_bytes)
-        report = ingest(self.config, self.store, self.embedder, progress=progress, articles=articles)
-        report.skipped, report.warnings = skipped, warnings
-        return report
+        return ingest(self.config, self.store, self.embedder, progress=progress)
 
     def add_files(self, paths: list[Path]) -> tuple[IngestReport, list[dict]]:
         """Save readable article files into the corpus folder and ingest; bad files change nothing.

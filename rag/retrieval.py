@@ -58,6 +58,9 @@ _REASON = re.compile(
     re.I,
 )
 _NAME = re.compile(r"(?<![.!?]\s)(?<!^)\b[A-Z][a-z]+(?:\s+[A-Z][a-z]+)+")
+# What an answer of each kind looks like in a sentence; a reason is a clause, found by its cue
+# words (_REASON), so it has no entry here.
+ANSWER_PATTERNS = {"money": _MONEY, "number": _NUMBER, "date": _DATE, "year": _YEAR, "name": _NAME}
 
 
 def terms(text: str) -> set[str]:
@@ -91,19 +94,8 @@ def answer_type(question: str) -> str | None:
 
 
 def has_answer_type(kind: str | None, sentence: str) -> bool:
-    if kind == "money":
-        return bool(_MONEY.search(sentence))
-    if kind == "number":
-        return bool(_NUMBER.search(sentence))
-    if kind == "date":
-        return bool(_DATE.search(sentence))
-    if kind == "year":
-        return bool(_YEAR.search(sentence))
-    if kind == "name":
-        return bool(_NAME.search(sentence))
-    if kind == "reason":
-        return bool(_REASON.search(sentence))
-    return False
+    pattern = _REASON if kind == "reason" else ANSWER_PATTERNS.get(kind or "")
+    return bool(pattern and pattern.search(sentence))
 
 
 _UNIT = re.compile(r"\bhow (?:many|much)\s+(?:more\s+|extra\s+)?([a-z]+)", re.I)
@@ -136,7 +128,7 @@ def has_new_answer(kind: str | None, sentence: str, question: str) -> bool:
     Figures, dates and names only: a reason is a clause, and its cue words ("after", "due to")
     are no answer by themselves.
     """
-    pattern = {"money": _MONEY, "number": _NUMBER, "date": _DATE, "year": _YEAR, "name": _NAME}.get(kind or "")
+    pattern = ANSWER_PATTERNS.get(kind or "")
     if pattern is None:
         return False
     asked = {w.lower() for w in _WORD.findall(question)}
@@ -299,10 +291,7 @@ class HybridRetriever:
 
     def _rescore(self, question: str, vector: np.ndarray, ranked: list[_Candidate]) -> list[_Candidate]:
         kept, x = self.features(question, vector, ranked)
-        w = np.zeros(len(self.FEATURES))
-        given = np.asarray(self.config.rerank_weights, dtype=np.float64)[: len(w)]
-        w[: len(given)] = given
-        for c, s in zip(kept, x @ w):
+        for c, s in zip(kept, x @ np.asarray(self.config.rerank_weights, dtype=np.float64)):
             c.score = float(s)
         return sorted(kept, key=lambda c: -c.score)
 
@@ -341,7 +330,7 @@ class HybridRetriever:
 
     def _article_similarity(self, vector: np.ndarray, article_ids: set[str]) -> dict[str, float]:
         """Cosine similarity of the question to each article's mean vector."""
-        if not article_ids or not self.config.rerank_weights[6]:
+        if not article_ids or not self.config.rerank_weights[self.FEATURES.index("article dense")]:
             return {}
         got = self.store.articles.get(ids=sorted(article_ids), include=["embeddings"])
         return {i: float(np.dot(vector, e)) for i, e in zip(got["ids"], got["embeddings"])}

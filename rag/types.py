@@ -106,11 +106,7 @@ class Chunk:
     start: int
     end: int
     text: str
-    embed_text: str = ""
-
-    def __post_init__(self) -> None:
-        if not self.embed_text:
-            object.__setattr__(self, "embed_text", self.text)
+    embed_text: str
 
 
 @dataclass(frozen=True)
