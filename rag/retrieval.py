@@ -5,9 +5,10 @@
 2. Fusion: reciprocal rank fusion of the two ranked lists.
 3. Second stage (``Config.rerank``): every fused candidate is rescored by a weighted sum of
    its dense similarity, its normalised BM25 score, how many of the question's terms the
-   sentence and its article title carry, and an answer-type cue (a number for "how many",
-   a date for "when", a name for "who", a cause for "why"). Weights (``Config.rerank_weights``)
-   were fitted on eval/questions/bbc-dev.jsonl.
+   sentence and its article title carry, and answer-type cues: a pattern (a number for "how
+   many", a date for "when", a name for "who", a cause for "why") and a named entity of the
+   kind asked for (a person for "Which Blackburn player", a place for "where"; spaCy, tagged
+   at ingest). Weights (``Config.rerank_weights``) were fitted on eval/questions/bbc-dev.jsonl.
 4. Near-identical sentences from different articles collapse into one hit (``also_in``).
 """
 
@@ -96,6 +97,79 @@ def answer_type(question: str) -> str | None:
 def has_answer_type(kind: str | None, sentence: str) -> bool:
     pattern = _REASON if kind == "reason" else ANSWER_PATTERNS.get(kind or "")
     return bool(pattern and pattern.search(sentence))
+
+
+_WH = re.compile(r"\b(what|which|who|whom|whose|when|where|why|how)\b")
+# The head noun after "what"/"which" says what is asked for: "In which Swedish town ..." a place.
+_HEAD_NOUNS = {
+    "person": "player person man woman minister chairman chief executive boss manager coach actor actress singer star "
+              "director author writer presenter dj president leader founder official spokesman spokeswoman chancellor "
+              "secretary judge striker captain winger keeper goalkeeper footballer athlete designer comedian artist "
+              "musician rapper host boxer champion politician mp candidate rival partner wife husband son daughter "
+              "father mother brother sister winner referee",
+    "org": "company firm group bank club team side airline carrier broadcaster network retailer maker manufacturer party "
+           "organisation organization band studio channel newspaper label agency insurer supermarket chain publisher "
+           "operator giant body institution university school charity union",
+    "place": "city town country state region county village nation place venue stadium capital island province area "
+             "continent street hotel",
+    "work": "film movie album song single book show prize award novel programme program series game product title brand "
+            "event tournament competition play musical record",
+    "year": "year",
+    "date": "date day month time",
+    "money": "price cost fee sum salary bill fine worth value budget",
+    "number": "percentage share proportion number rate figure age total score margin amount size stake",
+}
+_HEAD = {w: kind for kind, words in _HEAD_NOUNS.items() for w in words.split()}
+# spaCy labels (OntoNotes) that can answer each kind of question.
+ENTITY_LABELS = {
+    "person": {"PERSON"}, "org": {"ORG"}, "place": {"GPE", "LOC", "FAC"},
+    "work": {"WORK_OF_ART", "EVENT", "PRODUCT", "ORG", "LAW"},
+    "date": {"DATE", "TIME"}, "year": {"DATE"}, "money": {"MONEY"},
+    "number": {"CARDINAL", "QUANTITY", "PERCENT", "MONEY", "ORDINAL", "TIME", "DATE"},
+}
+
+
+def entity_kind(question: str) -> str | None:
+    """What kind of named entity the question's own wh-phrase asks for, e.g. 'person', 'place', 'money'.
+
+    Only the first wh-word counts ("In which state is the film about a priest who ..." asks for
+    a place, not a person). Unlike ``answer_type``, which the pattern features were fitted with,
+    this reads the head noun: "Which Blackburn player ..." asks for a person.
+
+    >>> entity_kind("In which Swedish town is the Saab plant?")
+    'place'
+    """
+    q = question.lower()
+    m = _WH.search(q)
+    if not m:
+        return None
+    wh, rest = m.group(1), re.findall(r"[a-z0-9'-]+", q[m.end():])
+    if wh in ("who", "whom", "whose"):
+        return "person"
+    if wh in ("when", "where", "why"):
+        return {"when": "date", "where": "place", "why": None}[wh]
+    if wh == "how":
+        return answer_type(q) if rest and rest[0] in ("many", "much", "long", "old", "far", "big", "large") else None
+    for w in rest[:6]:
+        w = w.removesuffix("'s")
+        w = w[:-1] if w.endswith("s") and w[:-1] in _HEAD else w
+        if w in _HEAD:
+            return _HEAD[w]
+    return None
+
+
+def has_new_entity(kind: str | None, entities: list[tuple[str, str]], question: str) -> bool:
+    """Is one of a sentence's (text, label) entities of the asked-for kind, and not named in the question?"""
+    labels = ENTITY_LABELS.get(kind or "")
+    if not labels:
+        return False
+    asked = question.lower()
+    for text, label in entities:
+        if label in labels and not all(w in asked for w in re.findall(r"\w+", text.lower())):
+            if kind == "year" and not _YEAR.search(text):
+                continue
+            return True
+    return False
 
 
 _UNIT = re.compile(r"\bhow (?:many|much)\s+(?:more\s+|extra\s+)?([a-z]+)", re.I)
@@ -245,7 +319,7 @@ class HybridRetriever:
         return ranked
 
     FEATURES = ("dense", "bm25", "sentence terms", "title terms", "answer type", "article terms",
-                "article dense", "new answer", "unit", "lead", "previous terms")
+                "article dense", "new answer", "unit", "lead", "previous terms", "entity answer")
 
     def features(self, question: str, vector: np.ndarray, ranked: list[_Candidate]) -> tuple[list[_Candidate], np.ndarray]:
         """The second stage's view of each candidate: one row of ``FEATURES`` per kept candidate.
@@ -260,6 +334,7 @@ class HybridRetriever:
         n_q = len(q_terms) or 1
         kind = answer_type(question)
         unit = asked_unit(question)
+        wanted = entity_kind(question)
         article_sim = self._article_similarity(vector, {c.article_id for c in ranked})
         kept, rows = [], []
         for c in ranked:
@@ -286,6 +361,8 @@ class HybridRetriever:
                 float(unit is not None and has_unit_figure(unit, text)),
                 1.0 / (1 + c.index),
                 len(q_terms & prev_terms) / n_q,
+                float(has_new_entity(wanted, [(a.text[e.start:e.end], e.label)
+                                              for e in lib.entities_in(c.article_id, c.index)], question)),
             ))
         return kept, np.asarray(rows, dtype=np.float64).reshape(len(kept), len(self.FEATURES))
 
@@ -391,6 +468,7 @@ class HybridRetriever:
                     after=tuple(x.text for x in sents[c.index + 1 : c.index + 1 + n]),
                     also_in=tuple(also),
                     scores={"dense": c.dense or 0.0, "bm25": c.bm25},
+                    entities=tuple(lib.entities_in(c.article_id, c.index)),
                 )
             )
         return hits

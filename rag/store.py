@@ -6,7 +6,8 @@ Two Chroma collections per indexing granularity:
   and metadata (article id, anchor sentence, sentence indices, offsets, source, date).
 - ``<name>-articles``: one record per article, holding its text, metadata, content hash and
   sentence offsets. It is written *after* the article's chunks, so it doubles as the commit
-  marker that makes a killed ingest recoverable (see ``rag/ingest.py``).
+  marker that makes a killed ingest recoverable (see ``rag/ingest.py``). Its named entities
+  (``rag/entities.py``) are kept there too, as ``[start, end, label]`` triples.
 
 The lexical (BM25, via bm25s) index covers every sentence. It is saved under the index
 folder, stamped with a fingerprint of the article manifest, and rebuilt only when that
@@ -18,6 +19,7 @@ read-only mount, say) is served from a temporary copy; ingesting into it is refu
 
 from __future__ import annotations
 
+import bisect
 import json
 import os
 import shutil
@@ -30,7 +32,7 @@ from urllib.parse import urlparse
 import numpy as np
 
 from rag.config import Config
-from rag.types import Article, Chunk, Filters, Sentence, content_hash
+from rag.types import Article, Chunk, Entity, Filters, Sentence, content_hash
 
 _BATCH = 1000  # records per Chroma call; well under its max batch size
 
@@ -47,9 +49,20 @@ class Library:
     articles: dict[str, Article]
     sentences: dict[str, list[Sentence]]
     order: list[tuple[str, int]]  # (article id, sentence index) for BM25 document n
+    entities: dict[str, list[Entity]]  # per article, by start offset; empty when not tagged
 
     def sentence(self, article_id: str, index: int) -> Sentence:
         return self.sentences[article_id][index]
+
+    def entities_in(self, article_id: str, index: int) -> list[Entity]:
+        """The named entities inside one sentence."""
+        found = self.entities.get(article_id)
+        if not found:
+            return []
+        s = self.sentences[article_id][index]
+        lo = bisect.bisect_left(found, s.start, key=lambda e: e.start)
+        hi = bisect.bisect_left(found, s.end, key=lambda e: e.start)
+        return found[lo:hi]
 
     def allowed(self, filters: Filters) -> set[str] | None:
         """Ids of the articles that pass ``filters`` (None = all)."""
@@ -226,12 +239,31 @@ class Store:
                 out[id_] = meta["hash"]
         return out
 
+    def untagged(self) -> list[str]:
+        """Ids of articles indexed before entity tagging existed (no ``entities`` field)."""
+        return [i for b in self._all(self.articles, ["metadatas"]) for i, m in zip(b["ids"], b["metadatas"])
+                if "entities" not in m]
+
+    def set_entities(self, article_ids: list[str], entities: list[list[Entity]]) -> None:
+        """Store the named entities of already indexed articles (their vectors are left alone)."""
+        got = self.articles.get(ids=article_ids, include=["metadatas"])
+        metas = dict(zip(got["ids"], got["metadatas"]))
+        ids = [i for i in article_ids if i in metas]
+        by_id = dict(zip(article_ids, entities))
+        if ids:
+            self.articles.update(ids=ids, metadatas=[{**metas[i], "entities": _entities_json(by_id[i])} for i in ids])
+        self._changed()
+
     def chunk_article_ids(self) -> set[str]:
         """Article ids that have chunks (finds leftovers of an interrupted ingest)."""
         return {m["article_id"] for b in self._all(self.chunks, ["metadatas"]) for m in b["metadatas"]}
 
-    def write(self, article: Article, sentences: list[Sentence], chunks: list[Chunk], vectors: np.ndarray) -> None:
-        """Replace everything stored for ``article`` with these chunks; the article record goes last."""
+    def write(self, article: Article, sentences: list[Sentence], chunks: list[Chunk], vectors: np.ndarray,
+              entities: list[Entity] | None = None) -> None:
+        """Replace everything stored for ``article`` with these chunks; the article record goes last.
+
+        ``entities`` None means "not tagged" (a later ingest with a tagger fills them in).
+        """
         self.delete_chunks(article.id)
         date = _date_key(article.published)
         for i in range(0, len(chunks), _BATCH):
@@ -258,6 +290,8 @@ class Store:
             "url": article.url,
             "spans": json.dumps([[s.start, s.end] for s in sentences]),
         }
+        if entities is not None:
+            meta["entities"] = _entities_json(entities)
         if article.published:
             meta["published"] = article.published
             meta["published_key"] = date
@@ -300,7 +334,7 @@ class Store:
     def library(self) -> Library:
         """All indexed articles and sentences (cached until the next write)."""
         if self._library is None:
-            articles, sentences = {}, {}
+            articles, sentences, entities = {}, {}, {}
             for batch in self._all(self.articles, ["documents", "metadatas"]):
                 for id_, text, m in zip(batch["ids"], batch["documents"], batch["metadatas"]):
                     articles[id_] = Article(
@@ -310,8 +344,10 @@ class Store:
                     sentences[id_] = [
                         Sentence(id_, i, s, e, text[s:e]) for i, (s, e) in enumerate(json.loads(m["spans"]))
                     ]
+                    entities[id_] = sorted((Entity(*e) for e in json.loads(m.get("entities") or "[]")),
+                                           key=lambda e: e.start)
             order = [(a, s.index) for a in sorted(sentences) for s in sentences[a]]
-            self._library = Library(articles, sentences, order)
+            self._library = Library(articles, sentences, order, entities)
         return self._library
 
     def fingerprint(self) -> str:
@@ -386,3 +422,7 @@ class Store:
             "collection": self.name,
             "chroma": self.config.chroma_url or str(self.config.index),
         }
+
+
+def _entities_json(entities: list[Entity]) -> str:
+    return json.dumps([[e.start, e.end, e.label] for e in entities])

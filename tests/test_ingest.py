@@ -179,3 +179,36 @@ def test_incremental_against_a_chroma_server(tmp_path, shipped_copy, counting, c
     # The data lives in the server: nothing but the BM25 cache was written locally.
     assert not (tmp_path / "local" / "chroma.sqlite3").exists()
     assert Store(config).chunks.count() == store.chunks.count() > 0
+
+
+def test_entities_are_tagged_at_ingest_and_filled_in_for_an_older_index(tmp_path, shipped_copy, fake_embedder):
+    from rag.entities import EntityTagger
+
+    config = Config(corpus=shipped_copy, index=tmp_path / "index")
+    # An index built without tagging (as every index was before entities existed).
+    ingest(config, Store(config), fake_embedder)
+    assert Store(config).untagged() and not any(Store(config).library().entities.values())
+
+    before = fake_embedder.texts
+    report = ingest(config, Store(config), fake_embedder, tagger=EntityTagger())
+    assert report.embedded == 0 and fake_embedder.texts == before, "filling in entities must not re-embed"
+    store = Store(config)
+    assert store.untagged() == []
+    lib = store.library()
+    for article_id, found in lib.entities.items():
+        text = lib.articles[article_id].text
+        assert found and all(0 <= e.start < e.end <= len(text) for e in found)
+    # Every entity lies inside one sentence, and the sentence offsets still slice the article.
+    amazon = [a for a, found in lib.entities.items() if any(text == "Amazon" for text in
+              (lib.articles[a].text[e.start:e.end] for e in found))]
+    assert amazon, "spaCy should tag Amazon in the seed articles"
+    for s in lib.sentences[amazon[0]]:
+        for e in lib.entities_in(amazon[0], s.index):
+            assert s.start <= e.start and e.end <= s.end
+
+    # A new article is tagged as it is indexed.
+    (shipped_copy / "new.txt").write_text("Nokia hires\n\nNokia hired 300 engineers in Helsinki on Monday.\n")
+    ingest(config, Store(config), fake_embedder, tagger=EntityTagger())
+    lib = Store(config).library()
+    labels = {lib.articles["new.txt"].text[e.start:e.end]: e.label for e in lib.entities["new.txt"]}
+    assert labels.get("Helsinki") == "GPE" and labels.get("Monday") == "DATE"

