@@ -81,7 +81,7 @@ def sweep_abstention(args) -> int:
     print("|---|---|---|")
     un = [c for u, c in best if u]
     an = [c for u, c in best if not u]
-    for t in [x / 100 for x in range(30, 76, 3)]:
+    for t in [x / 100 for x in range(30, 51)]:  # where answerable and unanswerable confidences meet
         print(f"| {t:.2f} | {sum(c < t for c in un) / max(len(un), 1):.3f} | {sum(c < t for c in an) / max(len(an), 1):.3f} |")
     return 0
 
