@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass, field
 
 from rag.config import Config
-from rag.retrieval import ANSWER_PATTERNS, ENTITY_LABELS, _REASON, answer_type, entity_kind, terms
+from rag.retrieval import ANSWER_PATTERNS, ENTITY_LABELS, _REASON, answer_type, entity_kind, sub_questions, terms
 from rag.types import Hit
 
 ABSTAIN_TEXT = "The articles don't say."
@@ -97,13 +97,33 @@ class ExtractiveAnswerer:
 
     It picks the sentence that best answers the question (preferring one that holds the kind of
     answer asked for), adds a second sentence from another article when it is nearly as good,
-    and abstains when even the best sentence is a poor match.
+    and abstains when even the best sentence is a poor match. A compound question ("..., and
+    why ...?") is answered part by part, from the hits each part found, one sentence each.
     """
 
     def __init__(self, config: Config) -> None:
         self.config = config
 
     def answer(self, question: str, hits: list[Hit]) -> Draft:
+        parts = sub_questions(question)
+        if len(parts) == 1 or not any(h.part for h in hits):
+            return self._answer(question, hits)
+        merged = Draft(abstained=True)
+        for n, part in enumerate(parts):
+            found = [i for i, h in enumerate(hits) if h.part == n]
+            draft = self._answer(part, [hits[i] for i in found])
+            if draft.abstained:
+                continue
+            text, cited = draft.sentences[0]
+            if any(text == t for t, _ in merged.sentences):
+                continue
+            if merged.abstained:  # the first answered part leads, with its short-answer span
+                merged = Draft(span=draft.span)
+            merged.sentences.append((text, [found[i] for i in cited]))
+            merged.short_answer = "; ".join(x for x in (merged.short_answer, draft.short_answer) if x)
+        return merged
+
+    def _answer(self, question: str, hits: list[Hit]) -> Draft:
         if not hits:
             return Draft(abstained=True)
         conf = [confidence(question, h) for h in hits]

@@ -15,7 +15,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 
 import numpy as np
@@ -172,6 +172,27 @@ def has_new_entity(kind: str | None, entities: list[tuple[str, str]], question: 
     return False
 
 
+# ", and which bishop ...", "; and in how many towns ...": a second question joined to the first.
+_JOINED = re.compile(r"(?:,|;)?\s+and\s+(?=(?:(?:in|at|by|on|under|for|from|to|with|of)\s+)?"
+                     r"(?:what|which|who|whom|whose|when|where|why|how)\b)", re.I)
+
+
+def sub_questions(question: str) -> list[str]:
+    """The questions a compound question asks, each searchable on its own; ``[question]`` if it asks one.
+
+    A part too short to find anything by itself ("how old is she") keeps the rest of the
+    question after it, as context; its own wh-word stays first, so its answer type is its own.
+
+    >>> sub_questions("How many jobs went at Fiat, and why did GM pay $2bn?")
+    ['How many jobs went at Fiat?', 'why did GM pay $2bn?']
+    """
+    parts = [p.strip(" ,;?") for p in _JOINED.split(question)]
+    parts = [p for p in parts if p]
+    if len(parts) < 2:
+        return [question]
+    return [p + "?" if len(terms(p)) >= 3 else p + "? " + " ".join(x for x in parts if x is not p) for p in parts]
+
+
 _UNIT = re.compile(r"\bhow (?:many|much)\s+(?:more\s+|extra\s+)?([a-z]+)", re.I)
 
 
@@ -247,6 +268,27 @@ class HybridRetriever:
         return Filters(filters.sources, found[0], found[1], filters.article_ids, undated=True)
 
     def retrieve(self, question: str, k: int = 10, filters: Filters | None = None, vector: np.ndarray | None = None) -> list[Hit]:
+        """The ``k`` best sentences for ``question``; a compound question is searched part by part.
+
+        "How many X ..., and why did Y ...?" asks two things, often answered in two articles: each
+        part is retrieved on its own (with its own answer type), and the lists are interleaved,
+        the better-scoring hit first at each rank. ``Hit.part`` says which part found a hit.
+        """
+        parts = sub_questions(question)
+        if len(parts) == 1:
+            return self._retrieve(question, k, filters, vector)
+        vectors = self.embedder.embed(parts)
+        lists = [[replace(h, part=i) for h in self._retrieve(p, k, filters, v)] for i, (p, v) in enumerate(zip(parts, vectors))]
+        merged, seen = [], set()
+        for rank in range(k):
+            at_rank = [hits[rank] for hits in lists if rank < len(hits)]
+            for h in sorted(at_rank, key=lambda h: -h.score):
+                if (h.article_id, h.sentence_index) not in seen:
+                    seen.add((h.article_id, h.sentence_index))
+                    merged.append(h)
+        return merged[:k]
+
+    def _retrieve(self, question: str, k: int, filters: Filters | None, vector: np.ndarray | None) -> list[Hit]:
         filters = self.effective_filters(question, filters)
         lib = self.store.library()
         if not lib.order:

