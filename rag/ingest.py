@@ -93,9 +93,15 @@ def ingest(
     articles: list[Article] | None = None,
     tagger: EntityTagger | None = None,
 ) -> IngestReport:
-    """Sync the index with ``config.corpus`` (or with ``articles`` when given) and report."""
+    """Sync the index with ``config.corpus`` (or with ``articles`` when given) and report.
+
+    Entities are tagged with ``tagger``, or with ``config.ner_model`` when none is passed
+    (``ner_model=None``: no tagging).
+    """
     t0 = time.perf_counter()
     splitter = splitter or SentenceSplitter()
+    if tagger is None and config.ner_model:
+        tagger = EntityTagger(config.ner_model)
     report = IngestReport()
     if articles is None:  # read before the index is touched: a corpus problem is not an index failure
         articles, report.skipped, report.warnings = load_folder(config.corpus, config.max_file_bytes)

@@ -3,6 +3,7 @@
 import subprocess
 import sys
 import textwrap
+from dataclasses import replace
 import time
 import urllib.request
 
@@ -186,7 +187,7 @@ def test_entities_are_tagged_at_ingest_and_filled_in_for_an_older_index(tmp_path
 
     config = Config(corpus=shipped_copy, index=tmp_path / "index")
     # An index built without tagging (as every index was before entities existed).
-    ingest(config, Store(config), fake_embedder)
+    ingest(replace(config, ner_model=None), Store(config), fake_embedder)
     assert Store(config).untagged() and not any(Store(config).library().entities.values())
 
     before = fake_embedder.texts
