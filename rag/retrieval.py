@@ -177,15 +177,27 @@ _JOINED = re.compile(r"(?:,|;)?\s+and\s+(?=(?:(?:in|at|by|on|under|for|from|to|w
                      r"(?:what|which|who|whom|whose|when|where|why|how)\b)", re.I)
 
 
+# "Which firm made more: Ford or General Motors?": a comparison needs the fact about each option.
+_CHOICE = re.compile(r'^(?P<stem>.*\b(?:what|which|who|whose)\b.*):\s*(?P<a>[^:"“”]+?),?\s+or\s+(?P<b>[^:"“”]+?)\?*$', re.I)
+
+
 def sub_questions(question: str) -> list[str]:
     """The questions a compound question asks, each searchable on its own; ``[question]`` if it asks one.
 
-    A part too short to find anything by itself ("how old is she") keeps the rest of the
-    question after it, as context; its own wh-word stays first, so its answer type is its own.
+    Two forms: questions joined by "and" ("..., and why ...?"), and a choice between options
+    after a colon ("...: A or B?"), which asks the same thing of each option. A part too short
+    to find anything by itself ("how old is she") keeps the rest of the question after it, as
+    context; its own wh-word stays first, so its answer type is its own.
 
     >>> sub_questions("How many jobs went at Fiat, and why did GM pay $2bn?")
     ['How many jobs went at Fiat?', 'why did GM pay $2bn?']
+    >>> sub_questions("Which carmaker made the larger profit: General Motors or Ford?")
+    ['Which carmaker made the larger profit: General Motors?', 'Which carmaker made the larger profit: Ford?']
     """
+    choice = _CHOICE.match(question.strip())
+    if choice:
+        stem = choice.group("stem").strip()
+        return [f"{stem}: {choice.group(x).strip()}?" for x in ("a", "b")]
     parts = [p.strip(" ,;?") for p in _JOINED.split(question)]
     parts = [p for p in parts if p]
     if len(parts) < 2:

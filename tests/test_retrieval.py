@@ -144,6 +144,12 @@ def test_second_stage_sees_which_sentences_name_what_is_asked_for(tmp_path, fake
      # A part too short to search alone keeps the rest of the question as context.
      ("The MP revealed a long-lost daughter: who is he, and how old is she?",
       ["The MP revealed a long-lost daughter: who is he?", "how old is she? The MP revealed a long-lost daughter: who is he"]),
+     # A choice between options asks the same of each.
+     ("Which carmaker made the larger 2004 profit: General Motors or Ford?",
+      ["Which carmaker made the larger 2004 profit: General Motors?", "Which carmaker made the larger 2004 profit: Ford?"]),
+     ("Who was older when he died: the ex-premier James Callaghan, or Sir Anthony Meyer?",
+      ["Who was older when he died: the ex-premier James Callaghan?", "Who was older when he died: Sir Anthony Meyer?"]),
+     ('Who said: "we will go or stay"?', ['Who said: "we will go or stay"?']),
      # "and" inside one question is not a second question.
      ("Did Smith and Jones meet in Paris?", ["Did Smith and Jones meet in Paris?"]),
      ("Which reported the bigger profit, Yahoo or Boeing?", ["Which reported the bigger profit, Yahoo or Boeing?"])],
