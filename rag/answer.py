@@ -10,7 +10,8 @@ import re
 from dataclasses import dataclass, field
 
 from rag.config import Config
-from rag.retrieval import ANSWER_PATTERNS, ENTITY_LABELS, _REASON, answer_type, entity_kind, sub_questions, terms
+from rag.retrieval import (ANSWER_PATTERNS, ENTITY_LABELS, _REASON, answer_type, entity_kind, has_new_answer,
+                            has_new_entity, sub_questions, terms)
 from rag.types import Hit
 
 ABSTAIN_TEXT = "The articles don't say."
@@ -45,6 +46,24 @@ def confidence(question: str, hit: Hit) -> float:
         return base
     found = len(names & terms(around)) / len(names)
     return base * (0.5 + 0.5 * found)
+
+
+_TYPED = ("money", "number", "date", "year", "person", "org", "place")
+
+
+def holds_answer(question: str, hit: Hit, tagged: bool = True) -> bool | None:
+    """Does ``hit`` hold an answer of the kind asked for (a sum, a figure, a date, a person, a
+    firm, a place) that the question does not already name? None when nothing can be checked:
+    the question asks for no such kind (a reason, a description), or it asks for a person, firm
+    or place and the index has no entities (``tagged`` False).
+    """
+    kind = entity_kind(question)
+    if kind not in _TYPED or (not tagged and kind in ("person", "org", "place")):
+        return None
+    if kind in ("money", "number", "date", "year") and has_new_answer(kind, hit.text, question):
+        return True
+    found = [(hit.text[e.start - hit.start : e.end - hit.start], e.label) for e in hit.entities]
+    return has_new_entity(kind, found, question)
 
 
 def answer_span(question: str, sentence: str, entities=()) -> tuple[int, int] | None:
@@ -130,6 +149,11 @@ class ExtractiveAnswerer:
         if max(conf) < self.config.abstain_threshold:
             return Draft(abstained=True)
         order = sorted(range(len(hits)), key=lambda i: -hits[i].score)
+        n = self.config.typed_abstain_hits  # 0: off
+        if n and not any(holds_answer(question, hits[i], bool(self.config.ner_model)) is not False for i in order[:n]):
+            # "How much did Amazon invest in the lab?" over articles that name no sum: the best
+            # sentences are on topic, so confidence is high, but none holds what was asked for.
+            return Draft(abstained=True)
         kind = answer_type(question)
         first = order[0]
         if kind and _span(question, hits[first]) is None:

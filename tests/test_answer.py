@@ -141,3 +141,23 @@ def test_short_answer_is_the_named_entity_asked_for(tmp_path, fake_embedder, ner
     assert a.sentences[0].text.endswith("staff at Wolong.")
     # Only spaCy knows "Intel" is a firm: the name pattern needs two capitalised words.
     assert a.short_answer == short
+
+
+def test_abstains_when_no_top_sentence_holds_the_kind_of_answer_asked_for(desk):
+    # On topic (the seed articles are about the lab), but they name no sum of money.
+    a = desk.ask("How much money did Amazon invest in setting up its Shanghai AI lab?")
+    assert a.abstained and a.citations == () and a.text == ABSTAIN_TEXT
+    assert a.related, "the closest sentences are still shown as related"
+    # The same check lets a question whose kind of answer is there be answered.
+    b = desk.ask("Roughly how many AWS staff around the world were hit by the layoffs?")
+    assert not b.abstained and "several hundred" in b.sentences[0].text
+
+
+def test_typed_abstention_can_be_turned_off(tmp_path, real_embedder):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for p in (ROOT / "corpus").iterdir():
+        (corpus / p.name).write_bytes(p.read_bytes())
+    d = Newsdesk(Config(corpus=corpus, index=tmp_path / "index", typed_abstain_hits=0), embedder=real_embedder)
+    d.ingest()
+    assert not d.ask("How much money did Amazon invest in setting up its Shanghai AI lab?").abstained
