@@ -43,8 +43,8 @@ class Config:
     # question-term coverage of the sentence, of the title, answer-type cue, term coverage of the
     # whole article, article dense similarity, a new answer of the asked type, a figure next to the
     # counted unit, lead position, term coverage of the previous sentence, a named entity of the
-    # asked kind (fitted on
-    # eval/questions/bbc-dev.jsonl by eval/tune.py --grid; see eval/README.md).
+    # asked kind (fitted on eval/questions/bbc-dev.jsonl by eval/tune.py --grid, the last weight
+    # by cross-validation on the same questions; see eval/README.md).
     rerank_weights: tuple[float, ...] = (1.0, 0.0, 0.1, 0.4, 0.1, 1.0, 0.2, 0.4, 0.1, 0.0, 0.2, 0.2)
     context: int = 2  # neighbouring sentences returned with each hit
     dedup_threshold: float = 0.92  # near-duplicate sentences collapse above this similarity

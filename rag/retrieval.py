@@ -163,7 +163,7 @@ def has_new_entity(kind: str | None, entities: list[tuple[str, str]], question: 
     labels = ENTITY_LABELS.get(kind or "")
     if not labels:
         return False
-    asked = question.lower()
+    asked = set(re.findall(r"\w+", question.lower()))
     for text, label in entities:
         if label in labels and not all(w in asked for w in re.findall(r"\w+", text.lower())):
             if kind == "year" and not _YEAR.search(text):
