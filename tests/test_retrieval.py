@@ -6,7 +6,7 @@ import pytest
 
 from rag.config import Config
 from rag.pipeline import Newsdesk
-from rag.retrieval import HybridRetriever, _Candidate, answer_type, entity_kind, sub_questions
+from rag.retrieval import HybridRetriever, _Candidate, answer_type, entity_kind, has_new_entity, sub_questions
 from tests.conftest import write_corpus
 
 ARTICLES = {
@@ -169,3 +169,10 @@ def test_each_part_of_a_compound_question_gets_its_own_hits(desk):
     # The answer takes one sentence per part, each citing the hit its part found.
     assert [s.text for s in a.sentences] == [best[0].text, best[1].text]
     assert [c.article_id for c in a.citations] == [best[0].article_id, "football.txt"]
+
+
+def test_an_entity_is_new_unless_the_question_names_it_word_for_word():
+    # "US" is not named by "business" although it is a substring of it; "Intel" is named.
+    assert has_new_entity("place", [("US", "GPE")], "Where is the business based?")
+    assert not has_new_entity("org", [("Intel", "ORG")], "What did Intel build?")
+    assert not has_new_entity("person", [("Intel", "ORG")], "Who built it?"), "only the asked kind counts"
