@@ -129,6 +129,9 @@ ENTITY_LABELS = {
 }
 
 
+_AUXILIARY = frozenset("do does did has have had will would can could should may might must shall".split())
+
+
 def entity_kind(question: str) -> str | None:
     """What kind of named entity the question's own wh-phrase asks for, e.g. 'person', 'place', 'money'.
 
@@ -150,6 +153,8 @@ def entity_kind(question: str) -> str | None:
         return {"when": "date", "where": "place", "why": None}[wh]
     if wh == "how":
         return answer_type(q) if rest and rest[0] in ("many", "much", "long", "old", "far", "big", "large") else None
+    if rest and rest[0] in _AUXILIARY:
+        return None  # "What did the city zoo welcome?": "what" is the object; "city" names no answer
     for w in rest[:6]:
         w = w.removesuffix("'s")
         w = w[:-1] if w.endswith("s") and w[:-1] in _HEAD else w

@@ -109,7 +109,9 @@ def test_answer_type_cues(question, kind):
      ("In which Indian state is the film about a priest who falls for a girl set?", "place"),
      ("What was the starting price of the Mini when it went on sale?", "money"),
      ("How many AOL subscribers did it lose?", "number"), ("In what year did it open?", "year"),
-     ("What is the plan?", None)],
+     ("What is the plan?", None),
+     # After "did", "what" is itself the object: the nouns that follow are the subject.
+     ("What did the city zoo welcome?", None), ("What did the Bank of England do with rates?", None)],
 )
 def test_entity_kind_reads_the_questions_own_wh_phrase(question, kind):
     assert entity_kind(question) == kind
