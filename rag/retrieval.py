@@ -270,6 +270,8 @@ class HybridRetriever:
         self._article_terms: dict[str, set[str]] = {}
         self._sentence_terms: dict[tuple[str, int], set[str]] = {}
         self._chunk_ids: dict[str, dict[int, str]] = {}
+        self._dedup_keys: dict[tuple[str, int], tuple[str, frozenset[str]]] = {}
+        self._title_terms: dict[str, set[str]] = {}
 
     def effective_filters(self, question: str, filters: Filters | None) -> Filters:
         """``filters``, plus the date range of a time phrase in the question when none was given.
@@ -408,7 +410,7 @@ class HybridRetriever:
                 c.dense or 0.0,
                 c.bm25 / top_bm25,
                 len(q_terms & self._terms_of_sentence(c.article_id, c.index)) / n_q,
-                len(q_terms & terms(a.title)) / n_q,
+                len(q_terms & self._terms_of_title(c.article_id)) / n_q,
                 float(has_answer_type(kind, text)),
                 # Does the question's story match the sentence's article? Sentences often say
                 # "the firm" where the question names it; the article as a whole does not.
@@ -443,6 +445,7 @@ class HybridRetriever:
         if self._cache_for is not lib or len(self._sentence_terms) > _CACHE_LIMIT:
             self._cache_for = lib
             self._article_terms, self._sentence_terms, self._chunk_ids = {}, {}, {}
+            self._dedup_keys, self._title_terms = {}, {}
             if len(lib.order) <= _CACHE_LIMIT:
                 self._article_terms = {i: terms(a.title + " " + a.text) for i, a in lib.articles.items()}
                 self._sentence_terms = {(i, s.index): terms(s.text) for i, found in lib.sentences.items() for s in found}
@@ -457,6 +460,22 @@ class HybridRetriever:
         if found is None:
             a = lib.articles[article_id]
             found = self._article_terms[article_id] = terms(a.title + " " + a.text)
+        return found
+
+    def _terms_of_title(self, article_id: str) -> set[str]:
+        lib = self._caches()
+        found = self._title_terms.get(article_id)
+        if found is None:
+            found = self._title_terms[article_id] = terms(lib.articles[article_id].title)
+        return found
+
+    def _dedup_key(self, article_id: str, index: int) -> tuple[str, frozenset[str]]:
+        """A sentence's words, joined (identical sentences) and as a set (near-identical ones)."""
+        lib = self._caches()
+        found = self._dedup_keys.get((article_id, index))
+        if found is None:
+            key = " ".join(_WORD.findall(lib.sentence(article_id, index).text.lower()))
+            found = self._dedup_keys[(article_id, index)] = (key, frozenset(key.split()))
         return found
 
     def _terms_of_sentence(self, article_id: str, index: int) -> set[str]:
@@ -498,14 +517,14 @@ class HybridRetriever:
 
     def _dedup(self, ranked: list[_Candidate], k: int) -> list[tuple[_Candidate, list[str]]]:
         """Keep the best of each group of (near-)identical sentences; remember the other articles."""
-        lib = self.store.library()
-        kept: list[tuple[_Candidate, list[str], set[str], str]] = []
+        threshold = self.config.dedup_threshold
+        kept: list[tuple[_Candidate, list[str], frozenset[str], str]] = []
         for c in ranked:
-            text = lib.sentence(c.article_id, c.index).text
-            key = " ".join(_WORD.findall(text.lower()))
-            toks = set(key.split())
+            key, toks = self._dedup_key(c.article_id, c.index)
             for other, also, otoks, okey in kept:
-                if key == okey or (toks and len(toks & otoks) / len(toks | otoks) >= self.config.dedup_threshold):
+                # Jaccard similarity is at most the ratio of the set sizes: most pairs stop there.
+                if key == okey or (toks and min(len(toks), len(otoks)) >= threshold * max(len(toks), len(otoks))
+                                   and len(toks & otoks) / len(toks | otoks) >= threshold):
                     if c.article_id != other.article_id and c.article_id not in also:
                         also.append(c.article_id)
                     break
