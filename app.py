@@ -23,6 +23,7 @@ import gradio as gr
 
 from rag.cli import add_config_flags, add_llm_flags, config_from
 from rag.config import Config
+from rag.entities import TaggerUnavailable
 from rag.ingest import IngestBusy, IngestFailed
 from rag.pipeline import BadQuestion, Newsdesk, check_filters
 from rag.types import Answer
@@ -207,7 +208,7 @@ class NewsdeskUI:
             progress(0.3, desc=f"Reading and indexing {len(paths)} file(s)…")
             try:
                 report, rejected = self.desk.add_files(paths)
-            except (IngestBusy, IngestFailed) as e:  # e.g. the disk is full: say so; the index still serves
+            except (IngestBusy, IngestFailed, TaggerUnavailable) as e:  # e.g. the disk is full: say so; the index still serves
                 raise gr.Error(str(e)) from None
             except OSError as e:  # copying into the corpus folder failed
                 raise gr.Error(f"Could not add the files to the corpus folder {self.desk.config.corpus}: {e}") from None
@@ -468,7 +469,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     try:
         report = desk.ingest(progress=sys.stderr.isatty())
-    except (IngestBusy, IngestFailed) as e:  # another ingest runs, or the disk is full: serve what is indexed
+    except (IngestBusy, IngestFailed, TaggerUnavailable) as e:  # another ingest runs, the disk is full: serve what is indexed
         print(f"warning: {e}; serving the index as it is", file=sys.stderr)
         report = None
     t_ingest = time.perf_counter() - t0

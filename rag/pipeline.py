@@ -50,7 +50,7 @@ class Newsdesk:
     def __init__(self, config: Config, embedder: Embedder | None = None, answerer=None, today=None) -> None:
         self.config = config
         self.embedder = embedder or SentenceTransformerEmbedder(config.model_path, config.backend, config.batch_size)
-        self.tagger = EntityTagger(config.ner_model) if config.ner_model else None
+        self.tagger = EntityTagger(config.ner_model) if config.tags_entities else None
         self.store = Store(config)
         self.retriever = HybridRetriever(self.store, self.embedder, config, today=today)
         self.answerer = answerer or make_answerer(config)

