@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from rag.config import Config
 from rag.retrieval import (ANSWER_PATTERNS, ENTITY_LABELS, _REASON, answer_type, entity_kind, has_new_answer,
-                            has_new_entity, sub_questions, terms)
+                            has_new_entity, named_in, question_words, sub_questions, terms)
 from rag.types import Hit
 
 ABSTAIN_TEXT = "The articles don't say."
@@ -77,11 +77,11 @@ def answer_span(question: str, sentence: str, entities=()) -> tuple[int, int] | 
     >>> answer_span("Which technology firm built the network at Wolong?", s, [(34, 39, "ORG"), (67, 73, "GPE")])
     (34, 39)
     """
-    q = {w.lower() for w in re.findall(r"\w+", question)}
+    q = question_words(question)
     wanted = entity_kind(question)
     if wanted in ("person", "org", "place", "work"):
         for start, end, label in entities:
-            if label in ENTITY_LABELS[wanted] and not all(w.lower() in q for w in re.findall(r"\w+", sentence[start:end])):
+            if label in ENTITY_LABELS[wanted] and not named_in(sentence[start:end], q):
                 return start, end
     kind = answer_type(question)
     if kind == "reason":  # the reason runs from its cue ("due to ...") to the end of the clause
@@ -96,7 +96,7 @@ def answer_span(question: str, sentence: str, entities=()) -> tuple[int, int] | 
     best = None
     for m in pattern.finditer(sentence):
         text = m.group().strip()
-        if not text or all(w.lower() in q for w in re.findall(r"\w+", text)):
+        if not text or named_in(text, q):
             continue  # the question's own words are not the answer
         if kind in ("number", "money"):  # widen "76" to "76%" / "$1.13bn" to the whole figure
             s, e = m.span()

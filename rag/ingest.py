@@ -168,7 +168,7 @@ def _sync(config, store, embedder, splitter, tagger, progress, articles, report,
     if bar:
         bar.close()
     if tagger is not None:
-        _tag_untagged(store, splitter, tagger, {a.id: a for a in articles}, progress)
+        _tag_untagged(store, tagger, progress)
 
     if todo or gone or interrupted:
         store.sync_lexical(force=True)
@@ -265,9 +265,9 @@ def _tag(tagger: EntityTagger | None, per_article: list[list]) -> list:
     return out
 
 
-def _tag_untagged(store: Store, splitter: SentenceSplitter, tagger: EntityTagger, by_id: dict, progress: bool) -> None:
+def _tag_untagged(store: Store, tagger: EntityTagger, progress: bool) -> None:
     """Tag articles indexed before entities were stored, keeping their vectors (no re-embedding)."""
-    todo = [by_id[i] for i in store.untagged() if i in by_id]
+    todo = store.untagged()
     bar = None
     if progress and todo:
         from tqdm import tqdm
@@ -277,8 +277,7 @@ def _tag_untagged(store: Store, splitter: SentenceSplitter, tagger: EntityTagger
     for i in range(0, len(todo), 64):
         part = todo[i : i + 64]
         # The stored sentence offsets, not a fresh split: entities must line up with what is indexed.
-        per_article = [lib.sentences.get(a.id) or splitter.split(a) for a in part]
-        store.set_entities([a.id for a in part], _tag(tagger, per_article))
+        store.set_entities(part, _tag(tagger, [lib.sentences[a] for a in part]))
         if bar:
             bar.update(len(part))
     if bar:

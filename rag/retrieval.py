@@ -163,14 +163,24 @@ def entity_kind(question: str) -> str | None:
     return None
 
 
+def question_words(question: str) -> set[str]:
+    """The question's words, lower-cased, for ``named_in``."""
+    return set(re.findall(r"\w+", question.lower()))
+
+
+def named_in(text: str, asked: set[str]) -> bool:
+    """Does the question (its ``question_words``) already name ``text``, word for word? Then it is no answer."""
+    return all(w in asked for w in re.findall(r"\w+", text.lower()))
+
+
 def has_new_entity(kind: str | None, entities: list[tuple[str, str]], question: str) -> bool:
     """Is one of a sentence's (text, label) entities of the asked-for kind, and not named in the question?"""
     labels = ENTITY_LABELS.get(kind or "")
     if not labels:
         return False
-    asked = set(re.findall(r"\w+", question.lower()))
+    asked = question_words(question)
     for text, label in entities:
-        if label in labels and not all(w in asked for w in re.findall(r"\w+", text.lower())):
+        if label in labels and not named_in(text, asked):
             if kind == "year" and not _YEAR.search(text):
                 continue
             return True
