@@ -27,7 +27,7 @@ def add_config_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--index", type=Path, help="folder of the persistent Chroma index (default: .newsdesk/index)")
     p.add_argument("--chroma-url", help="use a Chroma server instead, e.g. http://127.0.0.1:8000")
     p.add_argument("--granularity", choices=["sentence", "window", "chunk"], help="indexing unit")
-    p.add_argument("--backend", choices=["torch", "onnx", "onnx-int8"], help="embedding backend (onnx needs .[onnx])")
+    p.add_argument("--backend", choices=["torch", "onnx", "onnx-int8"], help="embedding backend (default onnx: the same vectors as torch, faster on a CPU)")
     p.add_argument("--no-rerank", dest="rerank", action="store_false", default=None, help="skip second-stage scoring")
 
 

@@ -48,7 +48,7 @@ class SentenceTransformerEmbedder:
 
     dim = 384
 
-    def __init__(self, model_path: str | None = None, backend: str = "torch", batch_size: int = 64,
+    def __init__(self, model_path: str | None = None, backend: str = "onnx", batch_size: int = 64,
                  cache_dir: Path | None = None) -> None:
         if backend not in BACKENDS:
             raise ValueError(f"unknown embedding backend {backend!r}: use one of {', '.join(BACKENDS)}")

@@ -399,16 +399,29 @@ class Store:
             return None
         return clauses[0] if len(clauses) == 1 else {"$and": clauses}
 
-    def query(self, vector: np.ndarray, n: int, filters: Filters = Filters()) -> list[tuple[dict, float]]:
-        """(chunk metadata, cosine similarity) of the ``n`` nearest chunks."""
+    def query(self, vector: np.ndarray, n: int, filters: Filters = Filters(),
+              metadata: bool = True) -> list[tuple[str, dict, float]]:
+        """(chunk id, chunk metadata, cosine similarity) of the ``n`` nearest chunks.
+
+        ``metadata`` False leaves the metadata empty: fetching it is most of the query's time
+        (5.6 of 8.3 ms for 100 chunks on the BBC index), and a caller that knows every chunk id
+        does not need it.
+        """
         if n <= 0:
             return []
         # Chroma returns fewer results when the collection holds fewer (or none); counting first
         # cost 5 ms a query on the BBC index.
-        r = self.chunks.query(
-            query_embeddings=[vector], n_results=n, where=self.where(filters), include=["metadatas", "distances"]
-        )
-        return [(m, 1.0 - d) for m, d in zip(r["metadatas"][0], r["distances"][0])]
+        r = self.chunks.query(query_embeddings=[vector], n_results=n, where=self.where(filters),
+                              include=["metadatas", "distances"] if metadata else ["distances"])
+        metas = r["metadatas"][0] if metadata else [{}] * len(r["ids"][0])
+        return [(i, m, 1.0 - d) for i, m, d in zip(r["ids"][0], metas, r["distances"][0])]
+
+    def vectors(self, collection, ids: list[str] | None = None) -> dict[str, np.ndarray]:
+        """Stored vectors by id, of ``collection`` (``chunks`` or ``articles``); all of them when ``ids`` is None."""
+        if ids is not None and not ids:
+            return {}
+        got = collection.get(ids=ids, include=["embeddings"])
+        return dict(zip(got["ids"], np.asarray(got["embeddings"], dtype=np.float32)))
 
     def stats(self) -> dict:
         lib = self.library()

@@ -50,7 +50,7 @@ def fake_embedder() -> FakeEmbedder:
 
 @pytest.fixture(scope="session")
 def real_embedder():
-    """The packaged all-MiniLM-L6-v2, loaded once for the whole run."""
+    """The packaged all-MiniLM-L6-v2 (default ONNX backend), loaded once for the whole run."""
     from rag.embedding import SentenceTransformerEmbedder
 
     e = SentenceTransformerEmbedder()
