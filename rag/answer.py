@@ -10,8 +10,8 @@ import re
 from dataclasses import dataclass, field
 
 from rag.config import Config
-from rag.retrieval import (ANSWER_PATTERNS, ENTITY_LABELS, _REASON, answer_type, entity_kind, has_new_answer,
-                            has_new_entity, named_in, question_words, sub_questions, terms)
+from rag.questions import (ANSWER_PATTERNS, ENTITY_LABELS, REASON, answer_type, entity_kind, has_new_answer,
+                           has_new_entity, named_in, question_words, sub_questions, terms)
 from rag.types import Hit
 
 ABSTAIN_TEXT = "The articles don't say."
@@ -85,7 +85,7 @@ def answer_span(question: str, sentence: str, entities=()) -> tuple[int, int] | 
                 return start, end
     kind = answer_type(question)
     if kind == "reason":  # the reason runs from its cue ("due to ...") to the end of the clause
-        m = _REASON.search(sentence)
+        m = REASON.search(sentence)
         if not m:
             return None
         end = re.search(r"[.;”\"]|,\s(?:adding|while|but)\b", sentence[m.end():])

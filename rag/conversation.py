@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import re
 
+from rag.questions import WORD
+
 _ANAPHOR = re.compile(r"\b(it|its|it's|they|them|their|theirs|this|that|these|those|he|him|his|she|her|there|the company|the firm|the lab)\b", re.I)
 _ELLIPSIS = re.compile(r"^\s*(and|what about|how about|what of|also|why|when|where|how)\b[^?]{0,25}\??\s*$", re.I)
-_WORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9'’\-]*")
 _FUNCTION = frozenset(
     """a an the of to in on for and or but is are was were be been do does did has have had what which who
     whom whose when where why how many much that this these those it its with by from as at about into
@@ -16,12 +17,12 @@ _FUNCTION = frozenset(
 
 
 def _content(text: str) -> list[str]:
-    return [w for w in _WORD.findall(text) if w.lower() not in _FUNCTION]
+    return [w for w in WORD.findall(text) if w.lower() not in _FUNCTION]
 
 
 def needs_context(question: str) -> bool:
     """True for questions that lean on an earlier turn ("When did it close?", "And the profit?")."""
-    has_entity = any(w[0].isupper() for w in _WORD.findall(question)[1:])
+    has_entity = any(w[0].isupper() for w in WORD.findall(question)[1:])
     return bool(_ANAPHOR.search(question)) and not has_entity or bool(_ELLIPSIS.match(question)) or (
         not has_entity and len(_content(question)) <= 2
     )
@@ -56,5 +57,5 @@ def standalone(question: str, history: list[tuple[str, str]] | None) -> str:
 def _is_verb_like(word: str, question: str, previous: str) -> bool:
     """Drop the previous question's main verb when it reappears in the follow-up (close/closed)."""
     w = word.lower()
-    q = {x.lower() for x in _WORD.findall(question)}
+    q = {x.lower() for x in WORD.findall(question)}
     return any(x.startswith(w[:4]) for x in q) and not word[0].isupper()

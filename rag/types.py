@@ -136,7 +136,7 @@ class Hit:
     also_in: tuple[str, ...] = ()  # other articles carrying the same (near-identical) sentence
     scores: dict = field(default_factory=dict, compare=False)  # per-signal scores, for inspection
     entities: tuple[Entity, ...] = ()  # named entities inside the sentence, in article offsets
-    part: int = 0  # which part of a compound question found it (rag.retrieval.sub_questions)
+    part: int = 0  # which part of a compound question found it (rag.questions.sub_questions)
 
     def to_dict(self) -> dict:
         return {

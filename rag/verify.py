@@ -9,7 +9,7 @@ import re
 import numpy as np
 
 from rag.embedding import Embedder
-from rag.retrieval import terms
+from rag.questions import terms
 
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
 

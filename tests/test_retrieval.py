@@ -6,7 +6,8 @@ import pytest
 
 from rag.config import Config
 from rag.pipeline import Newsdesk
-from rag.retrieval import HybridRetriever, _Candidate, answer_type, entity_kind, has_new_entity, sub_questions
+from rag.questions import answer_type, entity_kind, has_new_entity, sub_questions
+from rag.retrieval import HybridRetriever, _Candidate
 from tests.conftest import write_corpus
 
 ARTICLES = {
