@@ -67,15 +67,27 @@ class SentenceTransformerEmbedder:
 
                 self._model = SentenceTransformer(path, device="cpu", local_files_only=True)
             else:
-                self._model = OnnxEncoder(path, self.cache_dir or default_cache_dir(), quantized=self.backend == "onnx-int8")
+                cache = self.cache_dir or default_cache_dir()
+                try:
+                    self._model = OnnxEncoder(path, cache, quantized=self.backend == "onnx-int8")
+                except OSError as e:
+                    if self.backend != "onnx":
+                        raise
+                    # A read-only home (a container, a locked-down laptop) cannot hold the export;
+                    # torch gives the same vectors, only slower, so the index stays usable.
+                    warnings.warn(f"cannot export the ONNX model to {cache} ({e}); embedding with torch "
+                                  "instead (the same vectors, slower)", RuntimeWarning, stacklevel=2)
+                    self.backend = "torch"
+                    return self.model
         return self._model
 
     def embed(self, texts: Sequence[str], progress: bool = False) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
+        model = self.model  # first: a failed ONNX export falls back to torch
         if self.backend != "torch":
-            return self.model.encode(list(texts), self.batch_size)
-        vectors = self.model.encode(
+            return model.encode(list(texts), self.batch_size)
+        vectors = model.encode(
             list(texts),
             batch_size=self.batch_size,
             normalize_embeddings=True,

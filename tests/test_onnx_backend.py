@@ -38,6 +38,16 @@ def test_default_onnx_backend_exports_once_and_gives_the_torch_vectors(tmp_path,
     assert next(tmp_path.rglob("model.onnx")).stat().st_mtime_ns == mtime
 
 
+def test_an_unwritable_export_folder_falls_back_to_torch_with_a_warning(tmp_path, torch_vectors):
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("a file where the export folder would go")
+    embedder = SentenceTransformerEmbedder(backend="onnx", cache_dir=blocked)
+    with pytest.warns(RuntimeWarning, match="embedding with torch instead"):
+        v = embedder.embed(TEXTS)
+    assert embedder.backend == "torch"
+    assert np.allclose(v, torch_vectors, atol=1e-5)
+
+
 @pytest.mark.slow
 def test_int8_backend_is_close_to_torch_and_reuses_the_fp32_export(tmp_path, torch_vectors):
     q = SentenceTransformerEmbedder(backend="onnx-int8", cache_dir=tmp_path).embed(TEXTS)
