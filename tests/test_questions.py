@@ -1,8 +1,8 @@
 """The question sets in eval/questions/ are well formed and their evidence is real.
 
 Every evidence sentence must occur verbatim in the article it names, as the article is read by
-rag/corpus.py, and be one sentence as rag/sentences.py splits it; bbc-test must stay held out
-(no article that bbc-dev uses).
+rag/corpus.py, and be one sentence as rag/sentences.py splits it; bbc-test and bbc-test2 must stay
+held out (no article that bbc-dev uses, and bbc-test2 shares no article with bbc-test).
 """
 
 import re
@@ -16,7 +16,13 @@ from rag.sentences import SentenceSplitter
 from tests.conftest import BBC, ROOT, SHIPPED
 
 QUESTIONS = ROOT / "eval" / "questions"
-SETS = {"seeds.jsonl": SHIPPED, "bbc-dev.jsonl": BBC, "bbc-dev-multi2.jsonl": BBC, "bbc-test.jsonl": BBC}
+SETS = {
+    "seeds.jsonl": SHIPPED,
+    "bbc-dev.jsonl": BBC,
+    "bbc-dev-multi2.jsonl": BBC,
+    "bbc-test.jsonl": BBC,
+    "bbc-test2.jsonl": BBC,
+}
 
 
 @pytest.fixture(scope="module")
@@ -66,4 +72,6 @@ def test_ids_and_questions_are_unique_and_the_test_set_is_held_out():
     number = lambda doc: int(re.search(r"(\d+)\.txt$", doc).group(1))  # noqa: E731
     assert all(number(d) <= 200 for d in files["bbc-dev.jsonl"] | files["bbc-dev-multi2.jsonl"])
     assert all(number(d) > 200 for d in files["bbc-test.jsonl"])
+    assert all(number(d) > 200 for d in files["bbc-test2.jsonl"])
+    assert not files["bbc-test2.jsonl"] & files["bbc-test.jsonl"]
     assert len(load_questions(QUESTIONS / "bbc-dev.jsonl")) >= 60 and len(load_questions(QUESTIONS / "seeds.jsonl")) >= 15
