@@ -416,12 +416,11 @@ class Store:
         metas = r["metadatas"][0] if metadata else [{}] * len(r["ids"][0])
         return [(i, m, 1.0 - d) for i, m, d in zip(r["ids"][0], metas, r["distances"][0])]
 
-    def vectors(self, collection, ids: list[str] | None = None) -> dict[str, np.ndarray]:
-        """Stored vectors by id, of ``collection`` (``chunks`` or ``articles``); all of them when ``ids`` is None."""
-        if ids is not None and not ids:
-            return {}
-        got = collection.get(ids=ids, include=["embeddings"])
-        return dict(zip(got["ids"], np.asarray(got["embeddings"], dtype=np.float32)))
+    def vectors(self, collection, ids: list[str]) -> dict[str, np.ndarray]:
+        """Stored vectors by id, of ``collection`` (``chunks`` or ``articles``); unknown ids are left out."""
+        # In batches: one get of many ids can pass SQLite's limit on query variables.
+        pages = [collection.get(ids=ids[i : i + _BATCH], include=["embeddings"]) for i in range(0, len(ids), _BATCH)]
+        return {i: np.asarray(e, dtype=np.float32) for got in pages for i, e in zip(got["ids"], got["embeddings"])}
 
     def stats(self) -> dict:
         lib = self.library()

@@ -84,6 +84,26 @@ def test_bm25_state_is_loaded_not_rebuilt_on_restart(tmp_path, fake_embedder):
     assert {p: p.stat().st_mtime_ns for p in saved.rglob("*") if p.is_file()} == stamp
 
 
+def test_a_running_retriever_sees_an_edited_article_as_a_fresh_one_does(tmp_path, fake_embedder):
+    corpus = write_corpus(tmp_path / "corpus", ARTICLES)
+    config = Config(corpus=corpus, index=tmp_path / "index")
+    running = Newsdesk(config, embedder=fake_embedder)
+    running.ingest()
+    question = "Where did Arsenal beat Chelsea on Saturday?"
+    assert running.retrieve(question, k=1)[0].text == "Arsenal won 2-1 at Highbury on Saturday."
+    write_corpus(corpus, {"football.txt": "Arsenal beat Chelsea\n\nArsenal won 3-0 at the Emirates on Saturday. "
+                                          "Thierry Henry scored twice.\n"})
+    running.ingest()
+
+    def seen(desk):  # the retriever caches terms, chunk ids and stored vectors: none may go stale
+        return [(h.text, round(h.score, 6), round(h.scores["dense"], 6)) for h in desk.retrieve(question, k=4)]
+
+    after = seen(running)
+    assert after == seen(Newsdesk(config, embedder=fake_embedder))
+    assert after[0][0] == "Arsenal won 3-0 at the Emirates on Saturday."
+    assert "Arsenal won 2-1 at Highbury on Saturday." not in [text for text, _, _ in after]
+
+
 def test_lexical_search_finds_rare_words_the_dense_side_misses(tmp_path, fake_embedder):
     corpus = write_corpus(tmp_path / "corpus", ARTICLES)
     d = Newsdesk(Config(corpus=corpus, index=tmp_path / "index", rerank=False), embedder=fake_embedder)
