@@ -20,6 +20,7 @@ SETS = {
     "seeds.jsonl": SHIPPED,
     "bbc-dev.jsonl": BBC,
     "bbc-dev-multi2.jsonl": BBC,
+    "bbc-dev-unans.jsonl": BBC,
     "bbc-test.jsonl": BBC,
     "bbc-test2.jsonl": BBC,
 }
@@ -71,6 +72,10 @@ def test_ids_and_questions_are_unique_and_the_test_set_is_held_out():
             files.setdefault(name, set()).update(e["doc"] for e in q["evidence"])
     number = lambda doc: int(re.search(r"(\d+)\.txt$", doc).group(1))  # noqa: E731
     assert all(number(d) <= 200 for d in files["bbc-dev.jsonl"] | files["bbc-dev-multi2.jsonl"])
+    # The unanswerable dev questions cite no evidence, so the article each is about is what stays in dev.
+    unanswerable = load_questions(QUESTIONS / "bbc-dev-unans.jsonl")
+    assert all(q["type"] == "unanswerable" for q in unanswerable)
+    assert all(number(q["about"]) <= 200 for q in unanswerable)
     assert all(number(d) > 200 for d in files["bbc-test.jsonl"])
     assert all(number(d) > 200 for d in files["bbc-test2.jsonl"])
     assert not files["bbc-test2.jsonl"] & files["bbc-test.jsonl"]
