@@ -25,7 +25,7 @@ from rag.config import Config
 from rag.embedding import Embedder
 from rag.questions import (WORD, answer_type, asked_unit, entity_kind, has_answer_type, has_new_answer,
                            has_new_entity, has_unit_figure, sub_questions, terms)
-from rag.store import Store
+from rag.store import Library, Store
 from rag.timephrases import date_range
 from rag.types import Filters, Hit
 
@@ -52,15 +52,7 @@ class HybridRetriever:
         self.embedder = embedder
         self.config = config
         self.today = today
-        self._cache_for = None  # the Library the caches below belong to
-        self._article_terms: dict[str, set[str]] = {}
-        self._sentence_terms: dict[tuple[str, int], set[str]] = {}
-        self._chunk_ids: dict[str, dict[int, str]] = {}
-        self._dedup_keys: dict[tuple[str, int], tuple[str, frozenset[str]]] = {}
-        self._title_terms: dict[str, set[str]] = {}
-        self._vectors: dict[str, np.ndarray] = {}  # chunk id -> stored vector
-        self._article_vectors: dict[str, np.ndarray] = {}
-        self._located: dict[str, tuple[str, int]] = {}  # chunk id -> (article id, anchor sentence)
+        self._cache: _IndexCache | None = None
 
     def effective_filters(self, question: str, filters: Filters | None) -> Filters:
         """``filters``, plus the date range of a time phrase in the question when none was given.
@@ -150,15 +142,14 @@ class HybridRetriever:
 
     def _nearest(self, vector: np.ndarray, n: int, filters: Filters) -> list[tuple[str, list[int], float]]:
         """Chroma's ``n`` nearest chunks, located by their ids when the caches know them all."""
-        self._caches()
-        found = self.store.query(vector, n, filters, metadata=not self._located)
+        located = self._index().located
         out = []
-        for chunk_id, meta, sim in found:
+        for chunk_id, meta, sim in self.store.query(vector, n, filters, metadata=not located):
             if meta:
                 at = meta["sentences"].split(",") if self.config.granularity == "chunk" else [meta["anchor"]]
                 out.append((meta["article_id"], [int(x) for x in at], sim))
-            elif chunk_id in self._located:  # else written after this library was read: seen next time
-                article_id, anchor = self._located[chunk_id]
+            elif chunk_id in located:  # else written after this library was read: seen next time
+                article_id, anchor = located[chunk_id]
                 out.append((article_id, [anchor], sim))
         return out
 
@@ -191,7 +182,8 @@ class HybridRetriever:
         Headlines are dropped: a headline names the story but rarely answers; it scores through
         the title terms instead.
         """
-        lib = self.store.library()
+        cache = self._index()
+        lib = cache.lib
         self._fill_dense(vector, ranked)
         top_bm25 = max((c.bm25 for c in ranked), default=0.0) or 1.0
         q_terms = terms(question)
@@ -208,16 +200,16 @@ class HybridRetriever:
                 continue
             kept.append(c)
             prev = lib.sentences[c.article_id][c.index - 1].text if c.index > 0 else ""
-            prev_terms = self._terms_of_sentence(c.article_id, c.index - 1) if prev and prev != a.title else set()
+            prev_terms = cache.sentence_terms_of(c.article_id, c.index - 1) if prev and prev != a.title else set()
             rows.append((
                 c.dense or 0.0,
                 c.bm25 / top_bm25,
-                len(q_terms & self._terms_of_sentence(c.article_id, c.index)) / n_q,
-                len(q_terms & self._terms_of_title(c.article_id)) / n_q,
+                len(q_terms & cache.sentence_terms_of(c.article_id, c.index)) / n_q,
+                len(q_terms & cache.title_terms_of(c.article_id)) / n_q,
                 float(has_answer_type(kind, text)),
                 # Does the question's story match the sentence's article? Sentences often say
                 # "the firm" where the question names it; the article as a whole does not.
-                len(q_terms & self._terms_of_article(c.article_id)) / n_q,
+                len(q_terms & cache.article_terms_of(c.article_id)) / n_q,
                 article_sim.get(c.article_id, 0.0),
                 # The lead sentence restates the story the question is about; the answer is the
                 # sentence that adds what the question lacks (a figure, a name, a date).
@@ -236,101 +228,41 @@ class HybridRetriever:
             c.score = float(s)
         return sorted(kept, key=lambda c: -c.score)
 
-    def _caches(self):
-        """The per-library caches, emptied when the index changed (a new Library).
-
-        An index of up to ``_CACHE_LIMIT`` sentences has them filled all at once, stored vectors
-        included: for the 41,369 BBC sentences that takes about 3 s and 170 MiB once, and saves
-        about 40 ms on every question whose candidates were not seen before (terms 20 ms,
-        vectors 14 ms, chunk metadata 6 ms). A larger index fills them lazily.
-        """
+    def _index(self) -> _IndexCache:
+        """The cache for the index as it is now: a new Library means the index changed."""
         lib = self.store.library()
-        # A new Library means the index changed; the size cap keeps a long-running server bounded.
-        if self._cache_for is not lib or max(len(self._sentence_terms), len(self._vectors)) > _CACHE_LIMIT:
-            self._cache_for = lib
-            self._article_terms, self._sentence_terms, self._chunk_ids = {}, {}, {}
-            self._dedup_keys, self._title_terms = {}, {}
-            self._vectors, self._article_vectors, self._located = {}, {}, {}
-            if len(lib.order) <= _CACHE_LIMIT:
-                self._article_terms = {i: terms(a.title + " " + a.text) for i, a in lib.articles.items()}
-                self._sentence_terms = {(i, s.index): terms(s.text) for i, found in lib.sentences.items() for s in found}
-                self._article_vectors = self.store.vectors(self.store.articles, list(lib.articles))
-                if self.config.granularity != "chunk":  # chunk ids are only looked up for single sentences
-                    self._chunk_ids = {i: {ch.anchor: ch.id for ch in chunk(lib.articles[i], found, self.config)}
-                                       for i, found in lib.sentences.items()}
-                    self._located = {cid: (i, anchor) for i, ids in self._chunk_ids.items() for anchor, cid in ids.items()}
-                    self._vectors = self.store.vectors(self.store.chunks, list(self._located))
-        return lib
-
-    def _terms_of_article(self, article_id: str) -> set[str]:
-        lib = self._caches()
-        found = self._article_terms.get(article_id)
-        if found is None:
-            a = lib.articles[article_id]
-            found = self._article_terms[article_id] = terms(a.title + " " + a.text)
-        return found
-
-    def _terms_of_title(self, article_id: str) -> set[str]:
-        lib = self._caches()
-        found = self._title_terms.get(article_id)
-        if found is None:
-            found = self._title_terms[article_id] = terms(lib.articles[article_id].title)
-        return found
-
-    def _dedup_key(self, article_id: str, index: int) -> tuple[str, frozenset[str]]:
-        """A sentence's words, joined (identical sentences) and as a set (near-identical ones)."""
-        lib = self._caches()
-        found = self._dedup_keys.get((article_id, index))
-        if found is None:
-            key = " ".join(WORD.findall(lib.sentence(article_id, index).text.lower()))
-            found = self._dedup_keys[(article_id, index)] = (key, frozenset(key.split()))
-        return found
-
-    def _terms_of_sentence(self, article_id: str, index: int) -> set[str]:
-        lib = self._caches()
-        found = self._sentence_terms.get((article_id, index))
-        if found is None:
-            found = self._sentence_terms[(article_id, index)] = terms(lib.sentence(article_id, index).text)
-        return found
-
-    def _chunk_ids_of(self, article_id: str) -> dict[int, str]:
-        """Anchor sentence -> chunk id: ids are content hashes, so they are recomputed, not searched for."""
-        lib = self._caches()
-        found = self._chunk_ids.get(article_id)
-        if found is None:
-            chunks = chunk(lib.articles[article_id], lib.sentences[article_id], self.config)
-            found = self._chunk_ids[article_id] = {ch.anchor: ch.id for ch in chunks}
-        return found
+        if self._cache is None or self._cache.lib is not lib or self._cache.outgrown():
+            self._cache = _IndexCache(lib, self.store, self.config)
+        return self._cache
 
     def _article_similarity(self, vector: np.ndarray, article_ids: set[str]) -> dict[str, float]:
         """Cosine similarity of the question to each article's mean vector."""
         if not article_ids or not self.config.rerank_weights[self.FEATURES.index("article dense")]:
             return {}
-        self._caches()
-        unknown = sorted(i for i in article_ids if i not in self._article_vectors)
-        self._article_vectors.update(self.store.vectors(self.store.articles, unknown))
-        return {i: float(np.dot(vector, self._article_vectors[i])) for i in article_ids if i in self._article_vectors}
+        found = self._index().article_vectors_of(article_ids)
+        return {i: float(np.dot(vector, e)) for i, e in found.items()}
 
     def _fill_dense(self, vector: np.ndarray, ranked: list[_Candidate]) -> None:
-        """Dense similarity for lexical-only candidates, from their stored vectors (fetched by id)."""
+        """Dense similarity for lexical-only candidates, from their stored vectors."""
         missing = [c for c in ranked if c.dense is None]
         if not missing or self.config.granularity == "chunk":
             for c in missing:
                 c.dense = 0.0
             return
-        wanted = {(c.article_id, c.index): self._chunk_ids_of(c.article_id).get(c.index) for c in missing}
-        unknown = [i for i in wanted.values() if i and i not in self._vectors]
-        self._vectors.update(self.store.vectors(self.store.chunks, unknown))
+        cache = self._index()
+        wanted = {(c.article_id, c.index): cache.chunk_ids_of(c.article_id).get(c.index) for c in missing}
+        found = cache.vectors_of([i for i in wanted.values() if i])
         for c in missing:
-            emb = self._vectors.get(wanted[(c.article_id, c.index)])
+            emb = found.get(wanted[(c.article_id, c.index)])
             c.dense = float(np.dot(vector, emb)) if emb is not None else 0.0
 
     def _dedup(self, ranked: list[_Candidate], k: int) -> list[tuple[_Candidate, list[str]]]:
         """Keep the best of each group of (near-)identical sentences; remember the other articles."""
         threshold = self.config.dedup_threshold
+        cache = self._index()
         kept: list[tuple[_Candidate, list[str], frozenset[str], str]] = []
         for c in ranked:
-            key, toks = self._dedup_key(c.article_id, c.index)
+            key, toks = cache.dedup_key(c.article_id, c.index)
             for other, also, otoks, okey in kept:
                 # Jaccard similarity is at most the ratio of the set sizes: most pairs stop there.
                 if key == okey or (toks and min(len(toks), len(otoks)) >= threshold * max(len(toks), len(otoks))
@@ -371,3 +303,82 @@ class HybridRetriever:
                 )
             )
         return hits
+
+
+def _memo(table: dict, key, make):
+    """``table[key]``, computed by ``make()`` the first time."""
+    found = table.get(key)
+    if found is None:
+        found = table[key] = make()
+    return found
+
+
+class _IndexCache:
+    """What the second stage reads about one version of the index (a ``Library``), kept in memory.
+
+    An index of up to ``_CACHE_LIMIT`` sentences is read all at once, stored vectors included:
+    for the 41,369 BBC sentences that takes about 3 s and 170 MiB, once per change of the index,
+    and saves about 40 ms on every question whose candidates were not seen before (terms 20 ms,
+    vectors 14 ms, chunk metadata 6 ms). A larger index fills it as questions need it.
+    """
+
+    def __init__(self, lib: Library, store: Store, config: Config) -> None:
+        self.lib, self.store, self.config = lib, store, config
+        self.article_terms: dict[str, set[str]] = {}
+        self.title_terms: dict[str, set[str]] = {}
+        self.sentence_terms: dict[tuple[str, int], set[str]] = {}
+        self.dedup_keys: dict[tuple[str, int], tuple[str, frozenset[str]]] = {}
+        self.chunk_ids: dict[str, dict[int, str]] = {}  # article id -> anchor sentence -> chunk id
+        self.located: dict[str, tuple[str, int]] = {}  # chunk id -> (article id, anchor); whole index only
+        self.vectors: dict[str, np.ndarray] = {}  # chunk id -> stored vector
+        self.article_vectors: dict[str, np.ndarray] = {}
+        if len(lib.order) <= _CACHE_LIMIT:
+            self._fill()
+
+    def _fill(self) -> None:
+        lib = self.lib
+        self.article_terms = {i: terms(a.title + " " + a.text) for i, a in lib.articles.items()}
+        self.sentence_terms = {(i, s.index): terms(s.text) for i, found in lib.sentences.items() for s in found}
+        self.article_vectors = self.store.vectors(self.store.articles, list(lib.articles))
+        if self.config.granularity != "chunk":  # chunk ids are only looked up for single sentences
+            self.chunk_ids = {i: self.chunk_ids_of(i) for i in lib.sentences}
+            self.located = {cid: (i, anchor) for i, ids in self.chunk_ids.items() for anchor, cid in ids.items()}
+            self.vectors = self.store.vectors(self.store.chunks, list(self.located))
+
+    def outgrown(self) -> bool:
+        """Filled past its size cap by questions on a big index: time to start over (bounded memory)."""
+        return max(len(self.sentence_terms), len(self.vectors)) > _CACHE_LIMIT
+
+    def article_terms_of(self, article_id: str) -> set[str]:
+        a = self.lib.articles[article_id]
+        return _memo(self.article_terms, article_id, lambda: terms(a.title + " " + a.text))
+
+    def title_terms_of(self, article_id: str) -> set[str]:
+        return _memo(self.title_terms, article_id, lambda: terms(self.lib.articles[article_id].title))
+
+    def sentence_terms_of(self, article_id: str, index: int) -> set[str]:
+        return _memo(self.sentence_terms, (article_id, index), lambda: terms(self.lib.sentence(article_id, index).text))
+
+    def dedup_key(self, article_id: str, index: int) -> tuple[str, frozenset[str]]:
+        """A sentence's words, joined (identical sentences) and as a set (near-identical ones)."""
+        def make():
+            key = " ".join(WORD.findall(self.lib.sentence(article_id, index).text.lower()))
+            return key, frozenset(key.split())
+        return _memo(self.dedup_keys, (article_id, index), make)
+
+    def chunk_ids_of(self, article_id: str) -> dict[int, str]:
+        """Anchor sentence -> chunk id: ids are content hashes, so they are recomputed, not searched for."""
+        def make():
+            return {ch.anchor: ch.id for ch in chunk(self.lib.articles[article_id], self.lib.sentences[article_id], self.config)}
+        return _memo(self.chunk_ids, article_id, make)
+
+    def vectors_of(self, chunk_ids: list[str]) -> dict[str, np.ndarray]:
+        """Stored vectors of these chunks (those the index has), fetched from Chroma once."""
+        self.vectors.update(self.store.vectors(self.store.chunks, [i for i in chunk_ids if i not in self.vectors]))
+        return {i: self.vectors[i] for i in chunk_ids if i in self.vectors}
+
+    def article_vectors_of(self, article_ids: set[str]) -> dict[str, np.ndarray]:
+        """Stored mean vectors of these articles, fetched from Chroma once."""
+        unknown = sorted(i for i in article_ids if i not in self.article_vectors)
+        self.article_vectors.update(self.store.vectors(self.store.articles, unknown))
+        return {i: self.article_vectors[i] for i in article_ids if i in self.article_vectors}

@@ -104,6 +104,24 @@ def test_a_running_retriever_sees_an_edited_article_as_a_fresh_one_does(tmp_path
     assert "Arsenal won 2-1 at Highbury on Saturday." not in [text for text, _, _ in after]
 
 
+def test_an_index_too_big_to_cache_at_once_gives_the_same_hits(tmp_path, fake_embedder, monkeypatch):
+    corpus = write_corpus(tmp_path / "corpus", ARTICLES)
+    # Few dense candidates, so lexical-only and expanded ones need their stored vectors fetched.
+    config = Config(corpus=corpus, index=tmp_path / "index", candidates=2)
+    Newsdesk(config, embedder=fake_embedder).ingest()
+    questions = ["What did the Bank of England do with rates?", "Who scored for Arsenal?", "How did the euro do?"]
+
+    def seen():
+        desk = Newsdesk(config, embedder=fake_embedder)
+        return [[(h.article_id, h.sentence_index, round(h.score, 6), h.also_in) for h in desk.retrieve(q, k=5)]
+                for q in questions]
+
+    cached = seen()
+    # Above the cap, chunks are located by their metadata and vectors fetched as candidates need them.
+    monkeypatch.setattr("rag.retrieval._CACHE_LIMIT", 2)
+    assert seen() == cached
+
+
 def test_lexical_search_finds_rare_words_the_dense_side_misses(tmp_path, fake_embedder):
     corpus = write_corpus(tmp_path / "corpus", ARTICLES)
     d = Newsdesk(Config(corpus=corpus, index=tmp_path / "index", rerank=False), embedder=fake_embedder)
