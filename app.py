@@ -472,6 +472,7 @@ def main(argv: list[str] | None = None) -> int:
     except (IngestBusy, IngestFailed, TaggerUnavailable) as e:  # another ingest runs, the disk is full: serve what is indexed
         print(f"warning: {e}; serving the index as it is", file=sys.stderr)
         report = None
+    desk.warm()  # the retriever's caches, so the first question is as fast as the rest
     t_ingest = time.perf_counter() - t0
     for problem in report.skipped if report else ():
         print(f"skipped {problem.path}: {problem.reason}", file=sys.stderr)

@@ -110,6 +110,13 @@ class Newsdesk:
             raise BadQuestion("Please type a question in words: this one has no letters or digits.")
         return question
 
+    def warm(self) -> None:
+        """Load what the first question would wait for: the model, the lexical index, the retriever's caches.
+
+        On the BBC index (41,369 sentences) that is about 3 s, once per change of the index.
+        """
+        self.retriever.retrieve("warm up", k=1)
+
     def retrieve(self, question: str, k: int = 10, filters: Filters | dict | None = None) -> list[Hit]:
         question = self.check_question(question)
         return self.retriever.retrieve(question, k=check_k(k), filters=check_filters(filters))
