@@ -62,10 +62,12 @@ def streaming_html(text: str) -> str:
 
 
 def sources_items(answer: Answer) -> list[dict]:
-    """What the sources panel lists: the citations, or the closest passages when the engine abstained."""
-    if answer.abstained:
-        return [dict(h.to_dict(), n=i) for i, h in enumerate(answer.related, 1)]
-    return [c.to_dict() for c in answer.citations]
+    """What the sources panel lists: the citations, then the related sentences, numbered on from them.
+
+    Related items carry ``related: True``: they are shown apart and never as support.
+    """
+    cited = [dict(c.to_dict(), related=False) for c in answer.citations]
+    return cited + [dict(h.to_dict(), n=i, related=True) for i, h in enumerate(answer.related, len(cited) + 1)]
 
 
 def article_html(text: str, spans: list[tuple[int, int, str]]) -> str:
@@ -96,12 +98,14 @@ def sources_html(answer: Answer | None, turn: int = 0, selected: int = 1, articl
     cards = []
     for it in items:
         sel = " nd-selected" if it["n"] == selected else ""
+        rel = " nd-card-related" if it["related"] and not answer.abstained else ""
         title = escape(it["title"] or it["article_id"])
         meta = _meta(it["source"], it["published"])
         cards.append(
-            f'<button class="nd-card{sel}" data-cite="{turn}-{it["n"]}" aria-pressed="{str(bool(sel)).lower()}">'
+            f'<button class="nd-card{sel}{rel}" data-cite="{turn}-{it["n"]}" aria-pressed="{str(bool(sel)).lower()}">'
             f'<span class="nd-num">{it["n"]}</span><span class="nd-card-body">'
-            f'<span class="nd-card-title">{title}</span>'
+            + ('<span class="nd-card-note">related, not cited</span>' if rel else "")
+            + f'<span class="nd-card-title">{title}</span>'
             + (f'<span class="nd-card-meta">{meta}</span>' if meta else "")
             + f'<span class="nd-card-quote">“{escape(it["sentence"])}”</span></span></button>'
         )
@@ -111,6 +115,8 @@ def sources_html(answer: Answer | None, turn: int = 0, selected: int = 1, articl
         # The selected sentence is marked "current"; other citations in the same article are marked lightly.
         spans = [(it["start"], it["end"], "nd-other") for it in items
                  if it["article_id"] == current["article_id"] and it["n"] != selected
+                 # beside a citation, only other citations: a related sentence is not support
+                 and (answer.abstained or not it["related"])
                  and not (it["start"] < current["end"] and current["start"] < it["end"])]
         spans.append((current["start"], current["end"], "nd-current"))
         url = article.get("url") or ""
@@ -121,7 +127,8 @@ def sources_html(answer: Answer | None, turn: int = 0, selected: int = 1, articl
             f'<a href="{escape(url)}" target="_blank" rel="noopener">original</a>' if url.startswith(("http://", "https://")) else "",
         ) if x]
         viewer = (
-            f'<article class="nd-article" data-article="{escape(article["id"])}">'
+            # A related sentence is marked grey, like the closest passages of an abstention.
+            f'<article class="nd-article{" nd-related" if current["related"] else ""}" data-article="{escape(article["id"])}">'
             f'<header><h3>{escape(article.get("title") or article["id"])}</h3>'
             f'<div class="nd-article-meta">{" · ".join(details)}</div></header>'
             f'<div class="nd-article-text">{article_html(article["text"], spans)}</div></article>'
@@ -244,6 +251,8 @@ a.nd-cite:hover { background: var(--color-accent); color: white !important; }
 .nd-card-body { display: flex; flex-direction: column; gap: 0.1rem; min-width: 0; }
 .nd-card-title { font-weight: 600; overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
 .nd-card-meta { font-size: 0.8rem; color: var(--body-text-color-subdued); }
+.nd-card-related { border-style: dashed; opacity: 0.85; }
+.nd-card-note { font-size: 0.72rem; text-transform: uppercase; letter-spacing: 0.04em; color: var(--body-text-color-subdued); }
 .nd-card-quote { font-size: 0.85rem; color: var(--body-text-color-subdued); display: -webkit-box; -webkit-line-clamp: 2;
   -webkit-box-orient: vertical; overflow: hidden; }
 .nd-article { flex: 1 1 auto; min-height: 0; display: flex; flex-direction: column; border: 1px solid var(--border-color-primary);

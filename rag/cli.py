@@ -117,8 +117,8 @@ def render(answer) -> str:
         where = ", ".join(x for x in (c.source, c.published) if x)
         lines.append(f"[{c.n}] {c.title or c.article_id} ({c.article_id}{', ' + where if where else ''}) [{c.start}:{c.end}]")
         lines.append(f"    “{c.sentence}”")
-    if answer.abstained and answer.related:
-        lines.append("Related (not an answer):")
+    if answer.related:
+        lines.append("Related (not an answer):" if answer.abstained else "Related, not cited:")
         for h in answer.related:
             lines.append(f"  - {h.article_id}: {h.text}")
     return "\n".join(lines)

@@ -62,6 +62,9 @@ class Config:
     # this many best sentences holds one (see answer.holds_answer; 0 = off); measured on bbc-dev and seeds.
     typed_abstain_hits: int = 5
     max_answer_sentences: int = 2
+    # The best sentences not cited, shown as "related" (never as support): when the engine
+    # abstains, the closest material; when it answers, where to look if the cited one is not it.
+    related_hits: int = 3
     max_question_chars: int = 2000
 
     # Input limits: a file above this size is refused (by its size, before it is read).

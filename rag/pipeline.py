@@ -158,7 +158,7 @@ class Newsdesk:
         """Number the citations of a draft, verify each answer sentence, and build the ``Answer``."""
         if draft.abstained or not draft.sentences:
             return Answer(question, query, (AnswerSentence(ABSTAIN_TEXT, supported=False),), (), True,
-                          related=tuple(hits[:3]), seconds=seconds, hits=tuple(hits))
+                          related=self.related(hits, ()), seconds=seconds, hits=tuple(hits))
         numbers: dict[int, int] = {}
         citations: list[Citation] = []
         sentences: list[AnswerSentence] = []
@@ -182,9 +182,19 @@ class Newsdesk:
         if not supported:
             # Nothing the answerer said is backed by the articles: say so rather than show it as fact.
             return Answer(question, query, (AnswerSentence(ABSTAIN_TEXT, supported=False),), (), True,
-                          related=tuple(hits[:3]), seconds=seconds, hits=tuple(hits))
+                          related=self.related(hits, ()), seconds=seconds, hits=tuple(hits))
         return Answer(question, query, tuple(sentences), tuple(citations), False,
-                      short_answer=draft.short_answer, seconds=seconds, hits=tuple(hits))
+                      related=self.related(hits, citations), short_answer=draft.short_answer, seconds=seconds,
+                      hits=tuple(hits))
+
+    def related(self, hits: list[Hit], citations) -> tuple[Hit, ...]:
+        """The best ``config.related_hits`` sentences that are not cited: shown apart, never as support.
+
+        The cited sentence is the exact one about two times in three (eval/README.md); the right
+        one is usually among the next few, so a reader sees them without asking again.
+        """
+        cited = {(c.article_id, c.start) for c in citations}
+        return tuple(h for h in hits if (h.article_id, h.start) not in cited)[: self.config.related_hits]
 
     # --- looking things up ---------------------------------------------------------------
 

@@ -199,7 +199,7 @@ class AnswerSentence:
 
 @dataclass(frozen=True)
 class Answer:
-    """What ``ask()`` returns: the answer, its citations, and related material when it abstains."""
+    """What ``ask()`` returns: the answer, its citations, and related sentences it did not cite."""
 
     question: str
     standalone_question: str

@@ -40,6 +40,17 @@ def test_answer_cites_the_sentence_that_answers(desk):
     assert all(s.supported and s.support >= 0.99 for s in a.sentences)  # verbatim: supported by construction
 
 
+def test_an_answer_also_lists_the_next_best_sentences_as_related_never_as_citations(desk):
+    a = desk.ask("On what day did the Shanghai lab's page on the AWS China website stop being accessible?")
+    assert not a.abstained
+    assert 0 < len(a.related) <= desk.config.related_hits
+    cited = {(c.article_id, c.start) for c in a.citations}
+    assert not cited & {(h.article_id, h.start) for h in a.related}
+    retrieved_rest = [h for h in a.hits if (h.article_id, h.start) not in cited]
+    assert list(a.related) == retrieved_rest[: len(a.related)]  # the best of the rest, in order
+    assert all(s.citations and max(s.citations) <= len(a.citations) for s in a.sentences)  # markers point at citations only
+
+
 def test_why_question_cites_the_stated_reason(desk):
     a = desk.ask("Why did Amazon close its Shanghai lab?")
     assert not a.abstained

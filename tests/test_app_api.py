@@ -295,3 +295,27 @@ def test_article_markup_is_escaped_everywhere(small_desk):
         assert "<script" not in html and "<b>" not in html
         assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
     assert ui.render_sources(answer, 0, 1) == panel
+
+
+def test_related_sentences_are_listed_after_the_citations_and_never_marked_as_support(small_desk):
+    import app as newsdesk_app
+
+    ui = newsdesk_app.NewsdeskUI(small_desk)
+    answer = small_desk.ask("When did the ferry strike end?")
+    assert answer.citations and answer.related
+    n_related = len(answer.citations) + 1  # related cards are numbered on from the citations
+    panel = ui.render_sources(answer, 0, n_related)
+    assert panel.count("related, not cited") == len(answer.related)
+    assert f'data-cite="0-{n_related}"' in panel
+    first = answer.related[0]
+    assert f'<mark class="nd-current">{escape(first.text)}</mark>' in panel  # highlighted in its article...
+    assert 'class="nd-article nd-related"' in panel  # ...in the grey of related material, not support
+    cited_panel = ui.render_sources(answer, 0, 1)
+    assert 'class="nd-article"' in cited_panel and "nd-article nd-related" not in cited_panel
+    beside = [h for h in answer.related if h.article_id == answer.citations[0].article_id]
+    assert beside, "the test needs a related sentence in the cited article"
+    assert all(escape(h.text) in cited_panel and f'<mark class="nd-other">{escape(h.text)}</mark>' not in cited_panel
+               for h in beside)  # shown in the article, not marked like a citation
+    from ui_render import answer_html
+
+    assert f'href="#cite-0-{n_related}"' not in answer_html(answer, 0)  # the chat marks citations only
