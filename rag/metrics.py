@@ -180,6 +180,17 @@ def best_f1(predictions: Iterable[str], answer: str, aliases: Iterable[str] = ()
     return max(token_f1(p, g) for p in preds for g in forms)
 
 
+def short_answer_right(short: str, answer: str, aliases: Iterable[str] = ()) -> bool:
+    """Is the short answer (the span shown in bold) the gold answer: containing it, or close to it?
+
+    >>> short_answer_right("464,000", "464,000 subscribers")
+    True
+    >>> short_answer_right("two", "521")
+    False
+    """
+    return bool(short.strip()) and (contains_answer(short, answer, aliases) or best_f1([short], answer, aliases) >= 0.5)
+
+
 def citation_hits(cited: Sequence[Span], golds: Sequence[Span], answer: str, aliases: Iterable[str] = (),
                   contain: bool = False) -> int:
     """How many citations are right: they match a gold sentence or contain the gold answer."""
@@ -228,7 +239,7 @@ def score_question(
     Retrieval and answer-quality fields are None where they do not apply (unanswerable questions).
     """
     answerable = qtype != "unanswerable"
-    s: dict = {"type": qtype, "answerable": answerable, "abstained": bool(abstained)}
+    s: dict = {"type": qtype, "answerable": answerable, "abstained": bool(abstained), "short_right": None}
     if answerable:
         rank = first_match_rank(ranked, golds, 10, contain)
         arank = article_rank(ranked, golds, 10, contain)
@@ -249,6 +260,8 @@ def score_question(
             "golds": len(golds),
             "golds_cited": 0 if abstained else golds_cited(cited, golds, contain),
         })
+        if s["correct"] and qtype == "single":
+            s["short_right"] = float(short_answer_right(short_answer, answer, aliases))
     else:
         s.update({"rank": None, "hit@1": None, "hit@5": None, "hit@10": None, "rr@10": None,
                   "full_recall@10": None, "article_hit@1": None, "article_hit@5": None,
@@ -290,6 +303,7 @@ def aggregate(scores: Sequence[dict], seconds: Sequence[float | None] = (),
         "article_hit@5": _mean(s["article_hit@5"] for s in answerable),
         "correct": _mean(s["correct"] for s in scores),
         "f1": _mean(s["f1"] for s in answerable),
+        "short_answer": _mean(s["short_right"] for s in answerable),
         "citation_precision": _ratio(sum(s["citations_right"] for s in answerable), sum(s["citations"] for s in answerable)),
         "cited_chars": _ratio(sum(s["cited_chars"] for s in answerable), sum(s["citations"] for s in answerable)),
         "citation_recall": _ratio(sum(s["golds_cited"] for s in answerable), sum(s["golds"] for s in answerable)),

@@ -21,6 +21,7 @@ from rag.metrics import (
     percentile,
     reciprocal_rank,
     score_question,
+    short_answer_right,
     token_f1,
 )
 
@@ -154,3 +155,18 @@ def test_scores_and_aggregate_over_types():
     assert typed["unanswerable"]["hit@5"] is None
     assert typed["unanswerable"]["abstention_accuracy"] == 0.5
     assert typed["single"]["abstention_accuracy"] is None
+
+
+def test_short_answer_is_scored_only_where_the_answer_is_right():
+    right = Span("a.txt", 13, 56, GOLD.text)
+    wrong = Span("q.txt", 0, 9, "Off topic.")
+
+    def scored(short, cited):
+        return score_question("single", [GOLD], [cited], answer="464,000", aliases=[], answer_text=cited.text,
+                              short_answer=short, abstained=False, cited=[cited], support=0.8)
+
+    exact, near, other, missing = (scored(x, right) for x in ("464,000", "464,000 subscribers", "the quarter", ""))
+    assert (exact["short_right"], near["short_right"], other["short_right"], missing["short_right"]) == (1.0, 1.0, 0.0, 0.0)
+    assert scored("464,000", wrong)["short_right"] is None  # a wrong answer has no short answer to judge
+    assert aggregate([exact, other, scored("", wrong)])["short_answer"] == pytest.approx(1 / 2)
+    assert short_answer_right("$1.13bn", "£600m", ["$1.13bn"]) and not short_answer_right("76%", "$1.13bn")
