@@ -10,8 +10,8 @@ import re
 from dataclasses import dataclass, field
 
 from rag.config import Config
-from rag.questions import (ANSWER_PATTERNS, ENTITY_LABELS, REASON, answer_type, entity_kind, has_new_answer,
-                           has_new_entity, named_in, question_words, sub_questions, terms)
+from rag.questions import (ANSWER_PATTERNS, ENTITY_LABELS, REASON, WORD, answer_type, asked_unit, entity_kind,
+                           has_new_answer, has_new_entity, named_in, question_words, sub_questions, terms)
 from rag.types import Hit
 
 ABSTAIN_TEXT = "The articles don't say."
@@ -70,8 +70,10 @@ def answer_span(question: str, sentence: str, entities=()) -> tuple[int, int] | 
     """Where the short answer sits in ``sentence`` for who/where/when/how-many questions, if found.
 
     ``entities``: the sentence's named entities as ``(start, end, label)`` within ``sentence``.
-    A name, organisation, place or title of the asked kind is taken from them ("Which firm ...?"
-    -> "Intel"); figures, dates and reasons are found by pattern.
+    An entity of the asked kind that the question does not name is taken whole ("Which firm
+    ...?" -> "Intel"; "Over which years ...?" -> "between 2008 and 2012"); a figure next to the
+    counted thing comes first ("How many journalists ...?" -> "521", not "two"). Without
+    entities, figures, dates and reasons are found by pattern.
 
     >>> s = "The network has been developed by Intel, working with the staff at Wolong."
     >>> answer_span("Which technology firm built the network at Wolong?", s, [(34, 39, "ORG"), (67, 73, "GPE")])
@@ -79,11 +81,16 @@ def answer_span(question: str, sentence: str, entities=()) -> tuple[int, int] | 
     """
     q = question_words(question)
     wanted = entity_kind(question)
-    if wanted in ("person", "org", "place", "work"):
-        for start, end, label in entities:
-            if label in ENTITY_LABELS[wanted] and not named_in(sentence[start:end], q):
-                return start, end
-    kind = answer_type(question)
+    kind = answer_type(question) or (wanted if wanted in ("money", "number", "date", "year") else None)
+    unit = asked_unit(question) if kind in ("number", "money") else None
+    labels = ENTITY_LABELS.get(wanted or "", ())
+    found = [_widen(sentence, (start, end)) if kind in ("number", "money") else (start, end)
+             for start, end, label in sorted(entities, key=lambda e: _LABEL_ORDER.get(e[2], 9))
+             if label in labels and not named_in(sentence[start:end], q)
+             # a year, or a date that names a day, month or year (spaCy's DATE also covers "29-year-old")
+             and (wanted not in ("year", "date") or ANSWER_PATTERNS[wanted].search(sentence[start:end]))]
+    if found:
+        return _counting(found, sentence, unit) or found[0]
     if kind == "reason":  # the reason runs from its cue ("due to ...") to the end of the clause
         m = REASON.search(sentence)
         if not m:
@@ -93,22 +100,37 @@ def answer_span(question: str, sentence: str, entities=()) -> tuple[int, int] | 
     pattern = ANSWER_PATTERNS.get(kind or "")
     if pattern is None:
         return None
-    best = None
+    spans = []
     for m in pattern.finditer(sentence):
         text = m.group().strip()
         if not text or named_in(text, q):
             continue  # the question's own words are not the answer
-        if kind in ("number", "money"):  # widen "76" to "76%" / "$1.13bn" to the whole figure
-            s, e = m.span()
-            while s > 0 and sentence[s - 1] in "$£€":
-                s -= 1
-            e2 = re.match(r"[\d,.]*\s?(?:%|per ?cent|bn|m\b|million|billion|thousand)?", sentence[e:], re.I)
-            e += e2.end() if e2 else 0
-            span = (s, len(sentence[:e].rstrip(" ,.")))
-        else:
-            span = m.span()
-        best = best or span
-    return best
+        spans.append(_widen(sentence, m.span()) if kind in ("number", "money") else m.span())
+    return (_counting(spans, sentence, unit) or spans[0]) if spans else None
+
+
+def _widen(sentence: str, span: tuple[int, int]) -> tuple[int, int]:
+    """The whole figure around ``span``: "76" -> "76%", "2.2" -> "£2.2m", "1.13" -> "$1.13bn"."""
+    s, e = span
+    while s > 0 and sentence[s - 1] in "$£€":
+        s -= 1
+    more = re.match(r"[\d,.]*\s?(?:%|per ?cent|bn|m\b|million|billion|thousand)?", sentence[e:], re.I)
+    e += more.end() if more else 0
+    return s, len(sentence[:e].rstrip(" ,."))
+
+
+# For a figure, a percentage, sum or measure is a more likely answer than a bare count, an ordinal or a date.
+_LABEL_ORDER = {"PERCENT": 0, "MONEY": 1, "QUANTITY": 2, "CARDINAL": 3}
+
+
+def _counting(spans: list[tuple[int, int]], sentence: str, unit: str | None) -> tuple[int, int] | None:
+    """The first span followed, within three words, by the counted thing ("521 journalists")."""
+    if not unit:
+        return None
+    for start, end in spans:
+        if unit in {next(iter(terms(w)), "") for w in WORD.findall(sentence[end:])[:3]}:
+            return start, end
+    return None
 
 
 class ExtractiveAnswerer:

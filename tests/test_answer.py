@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from rag.answer import ABSTAIN_TEXT, Draft
+from rag.answer import ABSTAIN_TEXT, Draft, answer_span
 from rag.config import Config
 from rag.conversation import standalone
 from rag.pipeline import BadQuestion, Newsdesk
@@ -172,3 +172,25 @@ def test_typed_abstention_can_be_turned_off(tmp_path, real_embedder):
     d = Newsdesk(Config(corpus=corpus, index=tmp_path / "index", typed_abstain_hits=0), embedder=real_embedder)
     d.ingest()
     assert not d.ask("How much money did Amazon invest in setting up its Shanghai AI lab?").abstained
+
+
+@pytest.mark.parametrize("question, sentence, entities, short", [
+    # the figure that counts the asked thing, not the first figure
+    ("How many journalists worked at the Telegraph before the cuts?",
+     "Two unions said 90 of the 521 journalists at the two titles would go.", [], "521"),
+    ("How many advance orders did Amazon take for the fifth book?",
+     "The fifth book took 420,000 advance orders.", [(4, 9, "ORDINAL"), (20, 27, "CARDINAL")], "420,000"),
+    # a date or a figure is taken whole from the entity tagger when it has one
+    ("Over which years are the Boeing jets due to arrive?",
+     "The jets will be delivered between 2008 and 2012.", [(27, 48, "DATE")], "between 2008 and 2012"),
+    ("What stake will Shell hold in the venture?", "Shell will own 30% of the venture.", [(15, 18, "PERCENT")], "30%"),
+    # spaCy tags "2.2" in "£2.2m" as the sum, and an age as a date: neither is the whole answer
+    ("What fee did Birmingham pay for the winger?", "Birmingham paid £2.2m for him.", [(16, 19, "MONEY")], "£2.2m"),
+    ("When did the winger have surgery?", "The 29-year-old had surgery in July 2004.",
+     [(4, 15, "DATE"), (31, 40, "DATE")], "July 2004"),
+    # without entities, patterns still find figures
+    ("How much did Chelsea pay for the striker?", "Chelsea paid £24m for Drogba in July.", [], "£24m"),
+])
+def test_short_answer_is_the_whole_figure_or_date_asked_for(question, sentence, entities, short):
+    span = answer_span(question, sentence, entities)
+    assert span and sentence[span[0]:span[1]] == short
