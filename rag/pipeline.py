@@ -16,7 +16,7 @@ import tempfile
 import time
 from datetime import date
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Sequence
 
 import numpy as np
 
@@ -187,7 +187,7 @@ class Newsdesk:
                       related=self.related(hits, citations), short_answer=draft.short_answer, seconds=seconds,
                       hits=tuple(hits))
 
-    def related(self, hits: list[Hit], citations) -> tuple[Hit, ...]:
+    def related(self, hits: list[Hit], citations: Sequence[Citation]) -> tuple[Hit, ...]:
         """The best ``config.related_hits`` sentences that are not cited: shown apart, never as support.
 
         The cited sentence is the exact one about two times in three (eval/README.md); the right
