@@ -213,6 +213,9 @@ class NewsdeskUI:
             except OSError as e:  # copying into the corpus folder failed
                 raise gr.Error(f"Could not add the files to the corpus folder {self.desk.config.corpus}: {e}") from None
             stats = self.desk.stats()
+            if report.added or report.updated:
+                progress(0.9, desc="Preparing the index for questions…")
+                self.desk.warm()  # so the next question does not wait for the retriever's caches
         progress(1.0, desc="Done")
         accepted = len(paths) - len(rejected)
         # Toasts as well as the message under the button, which may be scrolled out of view in the sidebar.
