@@ -119,6 +119,21 @@ def test_answer_cites_and_highlights_the_sentence_in_its_article(page, tmp_path)
     print(f"screenshot: {shot}")
 
 
+def test_related_sentences_are_shown_apart_and_highlighted_as_related(page):
+    ask(page, QUESTION)
+    related = page.locator("#nd-sources .nd-card.nd-card-related")
+    assert related.count() >= 1
+    assert "related, not cited" in related.first.inner_text().lower()
+    cited = page.locator("#nd-sources .nd-card:not(.nd-card-related)").count()
+    assert related.first.get_attribute("data-cite") == f"0-{cited + 1}"  # numbered on from the citations
+    related.first.click()
+    page.wait_for_selector(f'#nd-sources .nd-card[data-cite="0-{cited + 1}"][aria-pressed="true"]')
+    mark = page.locator("#nd-sources article.nd-related mark.nd-current")  # grey: related, not support
+    assert mark.is_visible()
+    quote = page.locator(f'#nd-sources .nd-card[data-cite="0-{cited + 1}"] .nd-card-quote').inner_text().strip()
+    assert quote[1:-1] == mark.inner_text()
+
+
 def test_clicking_a_marker_brings_back_that_answers_source(page):
     ask(page, QUESTION)
     ask(page, "When was it established?")
