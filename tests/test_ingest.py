@@ -11,6 +11,7 @@ import pytest
 
 from rag.config import Config
 from rag.ingest import IngestBusy, ingest
+from rag.retrieval import HybridRetriever
 from rag.store import Store
 from tests.conftest import ROOT, free_port, snapshot, write_corpus
 
@@ -55,6 +56,12 @@ def run_incremental_cycle(config: Config, embedder, corpus):
     assert not store.lexical.search("Decline Reflection Technological Gap", 5) or all(
         lib.order[d][0] != "004_ecde9af22defaaa7.txt" for d, _ in store.lexical.search("Decline Reflection", 5)
     )
+    # Retrieval reads the same store (ids, distances and stored vectors): the new article answers
+    # its question, and the changed one is found by its new words only.
+    retriever = HybridRetriever(store, embedder, config)
+    top = retriever.retrieve("When did the dock workers walk out?", k=3)[0]
+    assert top.article_id == "new.md" and top.text == "Dock workers walked out on Tuesday." and top.scores["dense"] > 0.3
+    assert all("Shanghai" not in h.text for h in retriever.retrieve("the Shanghai lab", k=10))
     return store
 
 
