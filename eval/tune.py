@@ -45,7 +45,7 @@ def coordinate_ascent(desk, base: Config, questions, vectors, golds, rounds: int
 
     The dense weight stays 1.0: it sets the scale. Features: ``HybridRetriever.FEATURES``.
     """
-    values = (0.0, 0.1, 0.2, 0.4, 0.6, 0.8, 1.0, 1.3, 1.6, 2.0)
+    values = (0.0, 0.1, 0.2, 0.3, 0.4, 0.6, 0.8, 1.0, 1.3, 1.6, 2.0)
     best_w = list(base.rerank_weights)
     key = lambda r: (r["mrr@10"], r["hit@5"])  # noqa: E731
     best = score(desk, base, questions, vectors, golds)
@@ -71,12 +71,12 @@ def sweep_abstention(args) -> int:
     from rag.answer import confidence
 
     desk = Newsdesk(Config(index=args.index, corpus=args.corpus, granularity=args.granularity))
-    questions = load_questions(args.questions)
+    questions = [q for path in args.questions for q in load_questions(path)]
     best = []
     for q in questions:
         hits = desk.retrieve(q["question"], k=10)
         best.append((q["type"] == "unanswerable", max((confidence(q["question"], h) for h in hits), default=0.0)))
-    print(f"granularity={args.granularity}, {len(questions)} questions from {args.questions}\n")
+    print(f"granularity={args.granularity}, {len(questions)} questions from {', '.join(map(str, args.questions))}\n")
     print("| threshold | abstention (unanswerable) | false abstention (answerable) |")
     print("|---|---|---|")
     un = [c for u, c in best if u]
@@ -90,7 +90,7 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--index", type=Path, required=True)
     p.add_argument("--corpus", type=Path, required=True)
-    p.add_argument("--questions", type=Path, required=True)
+    p.add_argument("--questions", type=Path, nargs="+", required=True, help="one or more question files, pooled")
     p.add_argument("--granularity", default="sentence")
     p.add_argument("--grid", action="store_true", help="search second-stage weights")
     p.add_argument("--abstain", action="store_true", help="sweep the abstention threshold instead")
@@ -100,7 +100,7 @@ def main() -> int:
 
     base = Config(index=args.index, corpus=args.corpus, granularity=args.granularity)
     desk = Newsdesk(base)
-    questions = [q for q in load_questions(args.questions) if q["type"] != "unanswerable"]
+    questions = [q for path in args.questions for q in load_questions(path) if q["type"] != "unanswerable"]
     golds = [gold_spans(desk, q) for q in questions]
     vectors = desk.embed([q["question"] for q in questions])
     desk.retrieve(questions[0]["question"])  # load indexes before timing
@@ -118,7 +118,7 @@ def main() -> int:
         results.update(coordinate_ascent(desk, base, questions, vectors, golds))
     ranked = sorted(results.items(), key=lambda kv: (-kv[1]["mrr@10"], -kv[1]["hit@5"]))
     shown = [kv for kv in ranked if not kv[0].startswith("w=")] + [kv for kv in ranked if kv[0].startswith("w=")][:8]
-    print(f"granularity={args.granularity}, {len(questions)} answerable questions from {args.questions}")
+    print(f"granularity={args.granularity}, {len(questions)} answerable questions from {', '.join(map(str, args.questions))}")
     print(f"weights in the order of {HybridRetriever.FEATURES}\n")
     print("| setting | hit@1 | hit@5 | hit@10 | MRR@10 | full recall@10 | p50 ms | p95 ms |")
     print("|---|---|---|---|---|---|---|---|")
