@@ -233,5 +233,5 @@ def has_new_answer(kind: str | None, sentence: str, question: str) -> bool:
     pattern = ANSWER_PATTERNS.get(kind or "")
     if pattern is None:
         return False
-    asked = {w.lower() for w in WORD.findall(question)}
-    return any(not all(w.lower() in asked for w in WORD.findall(m.group())) for m in pattern.finditer(sentence))
+    asked = question_words(question)
+    return any(not named_in(m.group(), asked) for m in pattern.finditer(sentence))
