@@ -29,6 +29,8 @@ def add_config_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--granularity", choices=["sentence", "window", "chunk"], help="indexing unit")
     p.add_argument("--backend", choices=["torch", "onnx", "onnx-int8"], help="embedding backend (default onnx: the same vectors as torch, faster on a CPU)")
     p.add_argument("--no-rerank", dest="rerank", action="store_false", default=None, help="skip second-stage scoring")
+    p.add_argument("--no-reader", dest="reader", action="store_false", default=None,
+                   help="second stage without the reader model (about 50 ms faster, finds the exact sentence less often)")
 
 
 def add_llm_flags(p: argparse.ArgumentParser) -> None:
@@ -40,7 +42,7 @@ def add_llm_flags(p: argparse.ArgumentParser) -> None:
 
 def config_from(args: argparse.Namespace, environ=None) -> Config:
     """Environment first, then flags that were given."""
-    fields = ("corpus", "index", "chroma_url", "granularity", "backend", "rerank", "llm", "llm_model", "llm_url", "llm_api_key")
+    fields = ("corpus", "index", "chroma_url", "granularity", "backend", "rerank", "reader", "llm", "llm_model", "llm_url", "llm_api_key")
     return Config.from_env(environ).with_(**{f: getattr(args, f, None) for f in fields})
 
 

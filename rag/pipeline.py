@@ -27,6 +27,7 @@ from rag.corpus import UnreadableFile, parse, read_bytes, upload_name
 from rag.embedding import Embedder, SentenceTransformerEmbedder
 from rag.entities import EntityTagger
 from rag.ingest import IngestReport, ingest
+from rag.reader import OnnxReader, Reader
 from rag.retrieval import HybridRetriever
 from rag.store import Store
 from rag.types import Answer, AnswerSentence, Article, Citation, Filters, Hit
@@ -45,14 +46,17 @@ _FILTER_LISTS = ("sources", "source", "article_ids", "article_id")
 
 
 class Newsdesk:
-    """The engine. Pass an ``embedder`` (e.g. a fake in tests) or let it load the packaged model."""
+    """The engine. Pass an ``embedder`` or ``reader`` (e.g. fakes in tests) or let it load the shipped models."""
 
-    def __init__(self, config: Config, embedder: Embedder | None = None, answerer=None, today=None) -> None:
+    def __init__(self, config: Config, embedder: Embedder | None = None, answerer=None, today=None,
+                 reader: Reader | None = None) -> None:
         self.config = config
         self.embedder = embedder or SentenceTransformerEmbedder(config.model_path, config.backend, config.batch_size)
         self.tagger = EntityTagger(config.ner_model) if config.tags_entities else None
         self.store = Store(config)
-        self.retriever = HybridRetriever(self.store, self.embedder, config, today=today)
+        if reader is None and config.reader and config.rerank:
+            reader = OnnxReader(config.reader_model)
+        self.retriever = HybridRetriever(self.store, self.embedder, config, today=today, reader=reader)
         self.answerer = answerer or make_answerer(config)
         self.verifier = Verifier(self.embedder)
 

@@ -8,8 +8,10 @@
    sentence and its article title carry, and answer-type cues: a pattern (a number for "how
    many", a date for "when", a name for "who", a cause for "why") and a named entity of the
    kind asked for (a person for "Which Blackburn player", a place for "where"; spaCy, tagged
-   at ingest). Weights (``Config.rerank_weights``) were fitted on eval/questions/bbc-dev.jsonl.
-   What a question asks for is read in rag/questions.py.
+   at ingest). Weights (``Config.rerank_weights``) were fitted on eval/questions/bbc-train.jsonl,
+   bbc-dev.jsonl and bbc-dev2.jsonl (``eval/tune.py --fit``). What a question asks for is read
+   in rag/questions.py. Then the reader (rag/reader.py, a cross-encoder that reads question and
+   sentence together) scores the best few, and its score is added with ``Config.reader_weight``.
 4. Near-identical sentences from different articles collapse into one hit (``also_in``).
 """
 
@@ -25,6 +27,7 @@ from rag.config import Config
 from rag.embedding import Embedder
 from rag.questions import (WORD, answer_type, asked_unit, entity_kind, has_answer_type, has_new_answer,
                            has_new_entity, has_unit_figure, sub_questions, terms)
+from rag.reader import Reader, passage
 from rag.store import Library, Store
 from rag.timephrases import date_range
 from rag.types import Filters, Hit
@@ -42,15 +45,18 @@ class _Candidate:
     bm25: float = 0.0
     bm25_rank: int | None = None
     score: float = 0.0
+    reader: float | None = None  # the reader's score, for the best few candidates only
 
 
 class HybridRetriever:
     """``retrieve(question, k)`` -> ranked sentence ``Hit``s from dense and lexical search."""
 
-    def __init__(self, store: Store, embedder: Embedder, config: Config, today: date | None = None) -> None:
+    def __init__(self, store: Store, embedder: Embedder, config: Config, today: date | None = None,
+                 reader: Reader | None = None) -> None:
         self.store = store
         self.embedder = embedder
         self.config = config
+        self.reader = reader  # None: the second stage is the weighted features alone
         self.today = today
         self._cache: _IndexCache | None = None
 
@@ -174,7 +180,7 @@ class HybridRetriever:
         return ranked
 
     FEATURES = ("dense", "bm25", "sentence terms", "title terms", "answer type", "article terms",
-                "article dense", "new answer", "unit", "lead", "previous terms", "entity answer")
+                "article dense", "new answer", "unit", "lead", "previous terms", "entity answer", "reason")
 
     def features(self, question: str, vector: np.ndarray, ranked: list[_Candidate]) -> tuple[list[_Candidate], np.ndarray]:
         """The second stage's view of each candidate: one row of ``FEATURES`` per kept candidate.
@@ -206,7 +212,7 @@ class HybridRetriever:
                 c.bm25 / top_bm25,
                 len(q_terms & cache.sentence_terms_of(c.article_id, c.index)) / n_q,
                 len(q_terms & cache.title_terms_of(c.article_id)) / n_q,
-                float(has_answer_type(kind, text)),
+                float(kind != "reason" and has_answer_type(kind, text)),
                 # Does the question's story match the sentence's article? Sentences often say
                 # "the firm" where the question names it; the article as a whole does not.
                 len(q_terms & cache.article_terms_of(c.article_id)) / n_q,
@@ -219,6 +225,8 @@ class HybridRetriever:
                 len(q_terms & prev_terms) / n_q,
                 float(has_new_entity(wanted, [(a.text[e.start:e.end], e.label)
                                               for e in lib.entities_in(c.article_id, c.index)], question)),
+                # "Why ...?" is answered by the sentence that gives a cause ("due to", "because").
+                float(kind == "reason" and has_answer_type(kind, text)),
             ))
         return kept, np.asarray(rows, dtype=np.float64).reshape(len(kept), len(self.FEATURES))
 
@@ -226,7 +234,20 @@ class HybridRetriever:
         kept, x = self.features(question, vector, ranked)
         for c, s in zip(kept, x @ np.asarray(self.config.rerank_weights, dtype=np.float64)):
             c.score = float(s)
-        return sorted(kept, key=lambda c: -c.score)
+        kept.sort(key=lambda c: -c.score)
+        n = self.config.reader_candidates
+        if self.reader is not None and n > 0 and kept:
+            # The reader is the costly part (about 5 ms a sentence here), so it reads only the
+            # best few; the gold sentence is among the best 10 for 9 questions in 10 (eval/README.md).
+            lib = self._index().lib
+            top = kept[:n]
+            read = self.reader.score(question, [passage(lib.articles[c.article_id].title, lib.sentence(c.article_id, c.index).text)
+                                                for c in top])
+            for c, p in zip(top, read):
+                c.reader = float(p)
+                c.score += self.config.reader_weight * c.reader
+            kept.sort(key=lambda c: -c.score)
+        return kept
 
     def _index(self) -> _IndexCache:
         """The cache for the index as it is now: a new Library means the index changed."""
@@ -298,7 +319,7 @@ class HybridRetriever:
                     before=tuple(x.text for x in sents[max(0, c.index - n) : c.index]),
                     after=tuple(x.text for x in sents[c.index + 1 : c.index + 1 + n]),
                     also_in=tuple(also),
-                    scores={"dense": c.dense or 0.0, "bm25": c.bm25},
+                    scores={"dense": c.dense or 0.0, "bm25": c.bm25, **({"reader": c.reader} if c.reader is not None else {})},
                     entities=tuple(lib.entities_in(c.article_id, c.index)),
                 )
             )

@@ -4,6 +4,8 @@ Every evidence sentence must occur verbatim in the article it names, as the arti
 rag/corpus.py, and be one sentence as rag/sentences.py splits it; bbc-test and bbc-test2 must stay
 held out (no article that bbc-dev uses, and bbc-test2 shares no article with bbc-test). bbc-dev2 is a
 second dev set on articles 001-200 that no other dev set uses, so it measures the engine on fresh questions.
+bbc-train (the questions the second-stage weights are fitted on) also keeps to articles 001-200
+that no other set uses.
 """
 
 import re
@@ -23,6 +25,7 @@ SETS = {
     "bbc-dev-multi2.jsonl": BBC,
     "bbc-dev-unans.jsonl": BBC,
     "bbc-dev2.jsonl": BBC,
+    "bbc-train.jsonl": BBC,
     "bbc-test.jsonl": BBC,
     "bbc-test2.jsonl": BBC,
 }
@@ -82,6 +85,10 @@ def test_ids_and_questions_are_unique_and_the_test_set_is_held_out():
     assert all(number(d) <= 200 for d in files["bbc-dev2.jsonl"])
     seen = files["bbc-dev.jsonl"] | files["bbc-dev-multi2.jsonl"] | {q["about"] for q in unanswerable}
     assert not files["bbc-dev2.jsonl"] & seen
+    train = load_questions(QUESTIONS / "bbc-train.jsonl")
+    train_files = files["bbc-train.jsonl"] | {q["about"] for q in train if q["type"] == "unanswerable"}
+    assert all(number(d) <= 200 for d in train_files)
+    assert not train_files & (seen | files["bbc-dev2.jsonl"] | files["bbc-test.jsonl"] | files["bbc-test2.jsonl"])
     assert all(number(d) > 200 for d in files["bbc-test.jsonl"])
     assert all(number(d) > 200 for d in files["bbc-test2.jsonl"])
     assert not files["bbc-test2.jsonl"] & files["bbc-test.jsonl"]

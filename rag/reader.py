@@ -1,0 +1,88 @@
+"""Read a question and a sentence together: does the sentence answer the question?
+
+The embedding model compares a question and a sentence each on its own, so it finds the story
+but often not the sentence that answers (the right article comes first 91-98% of the time, the
+exact sentence 58-66%). The reader is a cross-encoder: it sees both texts at once. It is
+all-MiniLM-L6-v2 (the packaged model) fine-tuned on the 737 questions of
+``eval/questions/bbc-train.jsonl`` by ``eval/train_reader.py``, exported to ONNX with int8
+weights, and shipped in ``rag/models/reader/`` (23 MB), so nothing is downloaded.
+
+The retriever's second stage asks it about its best few candidates (``Config.reader_candidates``)
+and adds ``Config.reader_weight`` times its score; see eval/README.md for what that buys.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+MAX_TOKENS = 96  # question + title + sentence; what the reader was trained with
+
+
+class Reader(Protocol):
+    def score(self, question: str, passages: Sequence[str]) -> np.ndarray:
+        """How likely each passage answers ``question``, each in 0..1."""
+        ...
+
+
+def shipped_reader_path() -> Path:
+    """The folder of the reader model that comes with Newsdesk."""
+    return Path(__file__).resolve().parent / "models" / "reader"
+
+
+def passage(title: str, sentence: str) -> str:
+    """What the reader reads for a sentence: the sentence headed by its article's title.
+
+    Sentences often say "the firm" where the question names it; the title names it.
+
+    >>> passage("Amazon shuts Shanghai AI lab", "The lab opened in 2018.")
+    'Amazon shuts Shanghai AI lab. The lab opened in 2018.'
+    """
+    return sentence if not title or sentence.startswith(title) else f"{title}. {sentence}"
+
+
+class OnnxReader:
+    """The shipped cross-encoder, run by ONNX Runtime; the model is loaded on first use, once.
+
+    >>> reader = OnnxReader()
+    >>> p = reader.score("When did the lab open?", ["The lab opened in 2018.", "Shares fell 3%."])
+    >>> bool(p[0] > p[1])
+    True
+    """
+
+    def __init__(self, folder: Path | None = None) -> None:
+        self.folder = Path(folder) if folder else shipped_reader_path()
+        self._session = None
+        self._tokenizer = None
+
+    def _load(self) -> None:
+        import onnxruntime
+        from tokenizers import Tokenizer
+
+        model = self.folder / "model-int8.onnx"
+        if not model.is_file():
+            raise FileNotFoundError(f"no reader model at {model}; set reader=False (NEWSDESK_READER=0) to run without it")
+        tokenizer = Tokenizer.from_file(str(self.folder / "tokenizer.json"))
+        tokenizer.enable_truncation(max_length=MAX_TOKENS, strategy="only_second")  # keep the question whole
+        tokenizer.enable_padding()
+        options = onnxruntime.SessionOptions()
+        options.log_severity_level = 3
+        self._session = onnxruntime.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
+        self._tokenizer = tokenizer
+
+    def score(self, question: str, passages: Sequence[str]) -> np.ndarray:
+        if not passages:
+            return np.zeros(0, dtype=np.float32)
+        if self._session is None:
+            self._load()
+        encoded = self._tokenizer.encode_batch([(question, p) for p in passages])
+        feed = {
+            "input_ids": np.array([e.ids for e in encoded], dtype=np.int64),
+            "attention_mask": np.array([e.attention_mask for e in encoded], dtype=np.int64),
+            "token_type_ids": np.array([e.type_ids for e in encoded], dtype=np.int64),
+        }
+        logits = self._session.run(None, feed)[0][:, 0]
+        return 1.0 / (1.0 + np.exp(-logits))

@@ -1,0 +1,78 @@
+"""The reader (rag/reader.py) reads question and sentence together, and the second stage uses it on its best few."""
+
+import numpy as np
+import pytest
+
+from rag.config import Config
+from rag.pipeline import Newsdesk
+from rag.reader import OnnxReader, passage
+from tests.conftest import write_corpus
+
+# Sentences of the shipped Shanghai-lab article, each answering one question below.
+SENTENCES = [
+    "Archived versions of the page show that the lab was established in autumn 2018 and was tasked with "
+    "“actively fostering collaboration with the research community.”",
+    "Media reports suggest the layoffs impacted several hundred employees globally.",
+    "The message was widely shared across Chinese social media platforms this week.",
+    "A dedicated webpage for the Shanghai lab on the AWS China site became inaccessible on Friday.",
+]
+
+
+@pytest.mark.parametrize("question, answering", [
+    ("How many employees did the AWS layoffs affect?", 1),
+    ("On which day did the Shanghai lab's web page go offline?", 3),
+])
+def test_the_shipped_reader_scores_the_answering_sentence_above_the_others(question, answering):
+    scores = OnnxReader().score(question, SENTENCES)
+    assert scores.shape == (len(SENTENCES),) and np.all((scores >= 0) & (scores <= 1))
+    assert int(np.argmax(scores)) == answering
+
+
+def test_a_passage_is_the_sentence_headed_by_its_title_once():
+    assert passage("Fiat cuts jobs", "It will shed 500 posts.") == "Fiat cuts jobs. It will shed 500 posts."
+    assert passage("Fiat cuts jobs", "Fiat cuts jobs") == "Fiat cuts jobs"  # a headline is not headed twice
+    assert passage("", "It will shed 500 posts.") == "It will shed 500 posts."
+
+
+def test_a_missing_reader_model_says_how_to_run_without_it(tmp_path):
+    with pytest.raises(FileNotFoundError, match="reader=False"):
+        OnnxReader(tmp_path).score("Who?", ["Someone."])
+
+
+class KeywordReader:
+    """A deterministic reader: a passage holding the keyword answers (1.0); any other does not (0.0)."""
+
+    def __init__(self, keyword: str) -> None:
+        self.keyword = keyword
+        self.read: list[str] = []
+
+    def score(self, question, passages):
+        self.read.extend(passages)
+        return np.array([float(self.keyword in p) for p in passages])
+
+
+ARTICLES = {
+    "rates.txt": "Bank holds rates\n\nThe Bank of England kept interest rates at 4.75% on Thursday. "
+    "Economists had expected the bank to hold interest rates. The vote on rates was unanimous, the bank said. "
+    "Rates have been at 4.75% since August.\n",
+    "football.txt": "Arsenal beat Chelsea\n\nArsenal won 2-1 at Highbury on Saturday. Thierry Henry scored twice.\n",
+}
+
+
+def test_the_reader_reorders_the_best_candidates_and_reads_no_others(tmp_path, fake_embedder):
+    corpus = write_corpus(tmp_path / "corpus", ARTICLES)
+    config = Config(corpus=corpus, index=tmp_path / "index", reader_candidates=3, reader_weight=5.0)
+    desk = Newsdesk(config.with_(reader=False), embedder=fake_embedder)
+    desk.ingest()
+    question = "Did the bank hold interest rates?"
+    plain = desk.retrieve(question, k=10)
+    assert all("reader" not in h.scores for h in plain)
+    # The third best sentence is the one the reader says answers: it moves to the top.
+    reader = KeywordReader(plain[2].text)
+    read = Newsdesk(config, embedder=fake_embedder, reader=reader)
+    hits = read.retrieve(question, k=10)
+    assert hits[0].text == plain[2].text and hits[0].scores["reader"] == 1.0
+    assert len(reader.read) == 3  # only the best three were read ...
+    assert sum("reader" in h.scores for h in hits) == 3
+    assert {h.text for h in hits} == {h.text for h in plain}  # ... and nothing else changed but the order
+    assert reader.read[0].startswith("Bank holds rates. ")  # each sentence headed by its title
