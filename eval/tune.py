@@ -151,11 +151,12 @@ def sweep_abstention(args) -> int:
     """Abstention on unanswerable vs false abstention on answerable questions, per threshold."""
     from rag.answer import confidence
 
-    desk = Newsdesk(Config(index=args.index, corpus=args.corpus, granularity=args.granularity))
+    config = Config(index=args.index, corpus=args.corpus, granularity=args.granularity)
+    desk = Newsdesk(config)
     questions = [q for path in args.questions for q in load_questions(path)]
     best = []
     for q in questions:
-        hits = desk.retrieve(q["question"], k=10)
+        hits = desk.retrieve(q["question"], k=10)[: max(1, config.confident_hits)]  # as the answerer judges
         best.append((q["type"] == "unanswerable", max((confidence(q["question"], h) for h in hits), default=0.0)))
     print(f"granularity={args.granularity}, {len(questions)} questions from {', '.join(map(str, args.questions))}\n")
     print("| threshold | abstention (unanswerable) | false abstention (answerable) |")
