@@ -3,7 +3,7 @@
 The embedding model compares a question and a sentence each on its own, so it finds the story
 but often not the sentence that answers (the right article comes first 91-98% of the time, the
 exact sentence 58-66%). The reader is a cross-encoder: it sees both texts at once. It is
-all-MiniLM-L6-v2 (the packaged model) fine-tuned on the 737 questions of
+all-MiniLM-L6-v2 (the packaged model) fine-tuned on the 1,477 questions of
 ``eval/questions/bbc-train.jsonl`` by ``eval/train_reader.py``, exported to ONNX with int8
 weights, and shipped in ``rag/models/reader/`` (23 MB), so nothing is downloaded.
 
