@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from rag.config import Config  # noqa: E402
-from rag.embedding import packaged_model_path  # noqa: E402
+from rag.embedding import export_transformer, packaged_model_path, quantize_int8  # noqa: E402
 from rag.evaluation import gold_spans, load_questions  # noqa: E402
 from rag.pipeline import Newsdesk  # noqa: E402
 from rag.reader import MAX_TOKENS, passage  # noqa: E402
@@ -104,27 +103,10 @@ def train(groups: list[dict], epochs: int = 2, lr: float = 3e-5, seed: int = 0):
 
 def export(model, tokenizer, out: Path) -> None:
     """``out/model-int8.onnx`` (the model with int8 weights) and ``out/tokenizer.json``."""
-    import torch
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    class Logit(torch.nn.Module):
-        def __init__(self, m) -> None:
-            super().__init__()
-            self.m = m
-
-        def forward(self, input_ids, attention_mask, token_type_ids):
-            return self.m(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids).logits
-
     out.mkdir(parents=True, exist_ok=True)
-    names = ["input_ids", "attention_mask", "token_type_ids"]
-    sample = tuple(torch.ones((2, 8), dtype=torch.long) for _ in range(2)) + (torch.zeros((2, 8), dtype=torch.long),)
-    fp32 = out / "model-fp32.tmp.onnx"
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(Logit(model), sample, str(fp32), input_names=names, output_names=["logits"],
-                          dynamic_axes={**{n: {0: "batch", 1: "sequence"} for n in names}, "logits": {0: "batch"}},
-                          opset_version=17, dynamo=False)
-    quantize_dynamic(str(fp32), str(out / "model-int8.onnx"), weight_type=QuantType.QInt8, per_channel=True)
+    fp32 = out / "model-fp32.onnx"
+    export_transformer(model, fp32, "logits", {0: "batch"})
+    quantize_int8(fp32, out / "model-int8.onnx")
     fp32.unlink()
     tokenizer.backend_tokenizer.save(str(out / "tokenizer.json"))
 

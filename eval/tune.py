@@ -74,9 +74,9 @@ class _Recorder(HybridRetriever):
 
     last: tuple = ((), None)
 
-    def _rescore(self, question, vector, ranked):
-        self.last = self.features(question, vector, ranked)
-        return super()._rescore(question, vector, ranked)
+    def features(self, question, vector, ranked):
+        self.last = super().features(question, vector, ranked)
+        return self.last
 
 
 def collect_rows(desk: Newsdesk, config: Config, questions, vectors, golds) -> list[tuple[np.ndarray, np.ndarray, list]]:
@@ -122,7 +122,9 @@ def fit(args) -> int:
     """Fit second-stage weights on the pooled questions; report 5-fold cross-validation first."""
     from sklearn.model_selection import KFold
 
-    base = Config(index=args.index, corpus=args.corpus, granularity=args.granularity)
+    # The weights order the candidates before the reader reads the best of them, so the rows are
+    # collected without it (it would only cost time here).
+    base = Config(index=args.index, corpus=args.corpus, granularity=args.granularity, reader=False)
     desk = Newsdesk(base)
     questions = [q for path in args.questions for q in load_questions(path) if q["type"] != "unanswerable"]
     golds = [gold_spans(desk, q) for q in questions]

@@ -65,8 +65,9 @@ class Config:
     llm_url: str | None = None  # OpenAI-compatible base URL
     llm_api_key: str | None = None
     llm_max_tokens: int = 256
-    abstain_threshold: float = 0.37  # tuned on bbc-dev and bbc-train: see eval/README.md
-    # The engine answers only when one of this many best sentences reaches ``abstain_threshold``.
+    abstain_threshold: float = 0.37  # swept on bbc-dev (eval/tune.py --abstain): see eval/README.md
+    # The engine answers only when one of this many best sentences reaches ``abstain_threshold``
+    # (1, 3, 5 and 10 compared on bbc-dev: eval/README.md, session 5).
     confident_hits: int = 3
     # A question asking for a sum, figure, date, person, firm or place is answered only when one of
     # this many best sentences holds one (see answer.holds_answer; 0 = off); measured on bbc-dev and seeds.

@@ -17,6 +17,7 @@ from typing import Protocol, Sequence
 import numpy as np
 
 BACKENDS = ("torch", "onnx", "onnx-int8")
+ONNX_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 _EXPORT_VERSION = "2"  # bump when the export recipe changes, so old cached files are not reused
 
 
@@ -127,44 +128,72 @@ def export_onnx(model_dir: Path, cache_dir: Path, quantized: bool = False) -> Pa
             return target
         fp32 = folder / "model.onnx"
         if not fp32.exists():
-            _export_fp32(model_dir, fp32)
-        if quantized:
-            from onnxruntime.quantization import QuantType, quantize_dynamic
+            from transformers import AutoModel
 
-            tmp = target.with_suffix(".tmp.onnx")
-            # Per-channel scales keep cosine to the torch vectors near 0.99 (per-tensor: about 0.95).
-            quantize_dynamic(str(fp32), str(tmp), weight_type=QuantType.QInt8, per_channel=True)
-            tmp.replace(target)
+            export_transformer(AutoModel.from_pretrained(str(model_dir), local_files_only=True),
+                               fp32, "last_hidden_state", {0: "batch", 1: "sequence"})
+        if quantized:
+            quantize_int8(fp32, target)
     return target
 
 
-def _export_fp32(model_dir: Path, target: Path) -> None:
+def export_transformer(model, target: Path, output: str, output_axes: dict[int, str]) -> None:
+    """Write a Hugging Face BERT-style ``model`` to ONNX: BERT's three inputs in, ``output`` out.
+
+    The reader (``eval/train_reader.py``) is exported by this too, with ``output="logits"``.
+    """
     import torch
-    from transformers import AutoModel
 
-    class Hidden(torch.nn.Module):
-        """The transformer with positional inputs and one output, as the exporter wants it."""
+    class Positional(torch.nn.Module):
+        """The model with positional inputs and one output, as the exporter wants it."""
 
-        def __init__(self, model) -> None:
+        def __init__(self) -> None:
             super().__init__()
             self.model = model
 
         def forward(self, input_ids, attention_mask, token_type_ids):
             return self.model(input_ids=input_ids, attention_mask=attention_mask,
-                              token_type_ids=token_type_ids).last_hidden_state
+                              token_type_ids=token_type_ids)[output]
 
-    model = Hidden(AutoModel.from_pretrained(str(model_dir), local_files_only=True).eval())
-    names = ["input_ids", "attention_mask", "token_type_ids"]
-    sample = (torch.ones((2, 8), dtype=torch.long), torch.ones((2, 8), dtype=torch.long), torch.zeros((2, 8), dtype=torch.long))
+    ones = torch.ones((2, 8), dtype=torch.long)
     tmp = target.with_suffix(".tmp.onnx")
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tracer notes about constant shapes that do not apply here
         torch.onnx.export(
-            model, sample, str(tmp), input_names=names, output_names=["last_hidden_state"],
-            dynamic_axes={**{n: {0: "batch", 1: "sequence"} for n in names}, "last_hidden_state": {0: "batch", 1: "sequence"}},
+            Positional().eval(), (ones, ones, torch.zeros_like(ones)), str(tmp),
+            input_names=list(ONNX_INPUTS), output_names=[output],
+            dynamic_axes={**{n: {0: "batch", 1: "sequence"} for n in ONNX_INPUTS}, output: output_axes},
             opset_version=17, dynamo=False,
         )
     tmp.replace(target)
+
+
+def quantize_int8(source: Path, target: Path) -> None:
+    """Write ``source`` with its weights quantised to int8 (ONNX Runtime's dynamic quantisation)."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    tmp = target.with_suffix(".tmp.onnx")
+    # Per-channel scales keep cosine to the torch vectors near 0.99 (per-tensor: about 0.95).
+    quantize_dynamic(str(source), str(tmp), weight_type=QuantType.QInt8, per_channel=True)
+    tmp.replace(target)
+
+
+def onnx_session(path: Path):
+    """An ONNX Runtime session on the CPU that logs only errors."""
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.log_severity_level = 3
+    return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def onnx_feed(encodings) -> dict[str, np.ndarray]:
+    """BERT's three inputs for a batch of padded ``tokenizers`` encodings."""
+    return {
+        "input_ids": np.array([e.ids for e in encodings], dtype=np.int64),
+        "attention_mask": np.array([e.attention_mask for e in encodings], dtype=np.int64),
+        "token_type_ids": np.array([e.type_ids for e in encodings], dtype=np.int64),
+    }
 
 
 class OnnxEncoder:
@@ -175,7 +204,6 @@ class OnnxEncoder:
     """
 
     def __init__(self, model_path: str, cache_dir: Path, quantized: bool = False) -> None:
-        import onnxruntime
         from tokenizers import Tokenizer
 
         model_dir = Path(model_path)
@@ -185,9 +213,7 @@ class OnnxEncoder:
         self.tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
         self.tokenizer.enable_truncation(max_length=max_len)
         self.tokenizer.enable_padding()
-        options = onnxruntime.SessionOptions()
-        options.log_severity_level = 3
-        self.session = onnxruntime.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
+        self.session = onnx_session(self.path)
         self.inputs = {i.name for i in self.session.get_inputs()}
 
     def encode(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
@@ -197,11 +223,7 @@ class OnnxEncoder:
         for b in range(0, len(order), batch_size):
             idx = order[b : b + batch_size]
             enc = self.tokenizer.encode_batch([texts[i] for i in idx])
-            feed = {
-                "input_ids": np.array([e.ids for e in enc], dtype=np.int64),
-                "attention_mask": np.array([e.attention_mask for e in enc], dtype=np.int64),
-                "token_type_ids": np.array([e.type_ids for e in enc], dtype=np.int64),
-            }
+            feed = onnx_feed(enc)
             hidden = self.session.run(None, {k: v for k, v in feed.items() if k in self.inputs})[0]
             mask = feed["attention_mask"][..., None].astype(np.float32)
             pooled = (hidden * mask).sum(axis=1) / np.clip(mask.sum(axis=1), 1e-9, None)

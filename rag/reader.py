@@ -19,6 +19,8 @@ from typing import Protocol
 
 import numpy as np
 
+from rag.embedding import onnx_feed, onnx_session
+
 MAX_TOKENS = 96  # question + title + sentence; what the reader was trained with
 
 
@@ -59,7 +61,6 @@ class OnnxReader:
         self._tokenizer = None
 
     def _load(self) -> None:
-        import onnxruntime
         from tokenizers import Tokenizer
 
         model = self.folder / "model-int8.onnx"
@@ -68,9 +69,7 @@ class OnnxReader:
         tokenizer = Tokenizer.from_file(str(self.folder / "tokenizer.json"))
         tokenizer.enable_truncation(max_length=MAX_TOKENS, strategy="only_second")  # keep the question whole
         tokenizer.enable_padding()
-        options = onnxruntime.SessionOptions()
-        options.log_severity_level = 3
-        self._session = onnxruntime.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
+        self._session = onnx_session(model)
         self._tokenizer = tokenizer
 
     def score(self, question: str, passages: Sequence[str]) -> np.ndarray:
@@ -78,11 +77,6 @@ class OnnxReader:
             return np.zeros(0, dtype=np.float32)
         if self._session is None:
             self._load()
-        encoded = self._tokenizer.encode_batch([(question, p) for p in passages])
-        feed = {
-            "input_ids": np.array([e.ids for e in encoded], dtype=np.int64),
-            "attention_mask": np.array([e.attention_mask for e in encoded], dtype=np.int64),
-            "token_type_ids": np.array([e.type_ids for e in encoded], dtype=np.int64),
-        }
+        feed = onnx_feed(self._tokenizer.encode_batch([(question, p) for p in passages]))
         logits = self._session.run(None, feed)[0][:, 0]
         return 1.0 / (1.0 + np.exp(-logits))
