@@ -59,7 +59,7 @@ def examples(desk: Newsdesk, config: Config, questions) -> list[dict]:
     return out
 
 
-def train(groups: list[dict], epochs: int = 2, lr: float = 3e-5, seed: int = 0):
+def train(groups: list[dict], epochs: int = 2, lr: float = 3e-5, seed: int = 0, layers: int | None = None):
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
@@ -69,6 +69,10 @@ def train(groups: list[dict], epochs: int = 2, lr: float = 3e-5, seed: int = 0):
     path = packaged_model_path()
     tokenizer = AutoTokenizer.from_pretrained(path)
     model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1)  # a new one-logit head
+    if layers:
+        # A shallower reader reads faster: keep the first ``layers`` of the six transformer layers.
+        model.bert.encoder.layer = model.bert.encoder.layer[:layers]
+        model.config.num_hidden_layers = layers
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
     steps = epochs * len(groups)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: min(1.0, (i + 1) / (0.1 * steps)) * max(0.0, 1 - i / steps))
@@ -119,6 +123,7 @@ def main() -> int:
     p.add_argument("--out", type=Path, required=True, help="folder for model-int8.onnx and tokenizer.json")
     p.add_argument("--weights", help="second-stage weights that order the candidates, comma-separated (default: the current ones)")
     p.add_argument("--epochs", type=int, default=2)
+    p.add_argument("--layers", type=int, help="keep only the first N of the model's 6 transformer layers (faster, see eval/README.md)")
     p.add_argument("--limit", type=int, help="only the first N questions (a quick check of the script)")
     args = p.parse_args()
     config = Config(index=args.index, corpus=args.corpus, reader=False)
@@ -128,7 +133,7 @@ def main() -> int:
     questions = questions[: args.limit] if args.limit else questions
     groups = examples(Newsdesk(config), config, questions)
     print(f"{len(groups)} questions, {sum(g['gold'].any() for g in groups)} with a gold sentence among the {CANDIDATES} best", flush=True)
-    model, tokenizer = train(groups, epochs=args.epochs)
+    model, tokenizer = train(groups, epochs=args.epochs, layers=args.layers)
     export(model, tokenizer, args.out)
     print(f"wrote {args.out / 'model-int8.onnx'}")
     return 0

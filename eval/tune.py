@@ -10,6 +10,9 @@ setting. Question vectors are computed once, so each setting costs only the sear
 feature rows are collected once, then weights are searched over those rows (ranking the
 candidates by ``rows @ weights`` is what the second stage does). It reports 5-fold
 cross-validation (weights fitted on four folds, scored on the fifth) beside the current defaults.
+
+``--reader`` sweeps how many candidates the reader reads and when it may be skipped, over reader
+scores computed once per question (``--abstain`` sweeps the abstention threshold).
 """
 
 from __future__ import annotations
@@ -75,8 +78,9 @@ class _Recorder(HybridRetriever):
     last: tuple = ((), None)
 
     def features(self, question, vector, ranked):
-        self.last = super().features(question, vector, ranked)
-        return self.last
+        kept, x = super().features(question, vector, ranked)
+        self.last = (list(kept), x)  # a copy: the second stage sorts ``kept`` in place afterwards
+        return kept, x
 
 
 def collect_rows(desk: Newsdesk, config: Config, questions, vectors, golds) -> list[tuple[np.ndarray, np.ndarray, list]]:
@@ -145,6 +149,51 @@ def fit(args) -> int:
     return 0
 
 
+def sweep_reader(args) -> int:
+    """How many candidates the reader must read, and when it may be skipped, against ranking quality.
+
+    The reader's scores for each question's best ``max(--candidates)`` first-stage candidates are
+    computed once; each setting then re-ranks them as ``HybridRetriever._rescore`` does. "Skip at
+    margin m" leaves the first-stage order alone when its best candidate leads the second by more
+    than m (a clear winner the reader rarely overturns), which saves the reader's time there.
+    """
+    from rag.reader import OnnxReader, passage
+
+    base = Config(index=args.index, corpus=args.corpus, granularity=args.granularity, reader=False,
+                  reader_model=args.reader_model)
+    desk = Newsdesk(base)
+    questions = [q for path in args.questions for q in load_questions(path) if q["type"] != "unanswerable"]
+    golds = [gold_spans(desk, q) for q in questions]
+    rows = collect_rows(desk, base, questions, desk.embed([q["question"] for q in questions]), golds)
+    lib = desk.store.library()
+    reader, most = OnnxReader(base.reader_model), max(args.candidates)
+    read = []
+    for q, (x, gold, kept) in zip(questions, rows):
+        first = x @ np.asarray(base.rerank_weights)
+        order = np.argsort(-first, kind="stable")
+        top = [kept[i] for i in order[:most]]
+        read.append((first[order], gold[order], reader.score(q["question"], [
+            passage(lib.articles[c.article_id].title, lib.sentence(c.article_id, c.index).text) for c in top])))
+    print(f"{len(rows)} answerable questions from {', '.join(map(str, args.questions))}; reader weight {base.reader_weight}\n")
+    print("| reader reads | skip when the lead is over | questions skipped | passages read per question | hit@1 | hit@5 | MRR@10 |")
+    print("|---|---|---|---|---|---|---|")
+    for n in args.candidates:
+        for m in (None, 0.3, 0.2, 0.15, 0.1, 0.05):
+            ranks, skipped = [], 0
+            for first, gold, p in read:
+                score = first.copy()
+                if m is not None and len(score) > 1 and score[0] - score[1] > m:
+                    skipped += 1
+                else:
+                    score[:n] += base.reader_weight * p[:n]
+                found = np.nonzero(gold[np.argsort(-score, kind="stable")])[0]
+                ranks.append(found[0] + 1 if len(found) else 10**6)
+            ranks = np.array(ranks)
+            print(f"| {n} | {'never' if m is None else m} | {skipped / len(read):.2f} | {n * (1 - skipped / len(read)):.1f} | "
+                  f"{np.mean(ranks == 1):.3f} | {np.mean(ranks <= 5):.3f} | {np.mean(np.where(ranks <= 10, 1 / ranks, 0)):.3f} |")
+    return 0
+
+
 def one_hot(i: int) -> tuple[float, ...]:
     return tuple(float(j == i) for j in range(len(HybridRetriever.FEATURES)))
 
@@ -179,11 +228,16 @@ def main() -> int:
     p.add_argument("--grid", action="store_true", help="search second-stage weights")
     p.add_argument("--abstain", action="store_true", help="sweep the abstention threshold instead")
     p.add_argument("--fit", action="store_true", help="fit second-stage weights over features collected once, with 5-fold CV")
+    p.add_argument("--reader", action="store_true", help="sweep how many candidates the reader reads and when it is skipped")
+    p.add_argument("--candidates", type=int, nargs="+", default=[3, 5, 7, 10], help="with --reader: numbers of candidates to try")
+    p.add_argument("--reader-model", type=Path, help="with --reader: a reader folder other than the shipped one")
     args = p.parse_args()
     if args.abstain:
         return sweep_abstention(args)
     if args.fit:
         return fit(args)
+    if args.reader:
+        return sweep_reader(args)
 
     base = Config(index=args.index, corpus=args.corpus, granularity=args.granularity)
     desk = Newsdesk(base)

@@ -60,10 +60,11 @@ def holds_answer(question: str, hit: Hit, tagged: bool = True) -> bool | None:
     kind = entity_kind(question)
     if kind not in _TYPED or (not tagged and kind in ("person", "org", "place")):
         return None
-    if kind in ("money", "number", "date", "year") and has_new_answer(kind, hit.text, question):
+    asked = question_words(question)
+    if kind in ("money", "number", "date", "year") and has_new_answer(kind, hit.text, asked):
         return True
     found = [(hit.text[e.start - hit.start : e.end - hit.start], e.label) for e in hit.entities]
-    return has_new_entity(kind, found, question)
+    return has_new_entity(kind, found, asked)
 
 
 def answer_span(question: str, sentence: str, entities=()) -> tuple[int, int] | None:

@@ -184,6 +184,9 @@ def onnx_session(path: Path):
 
     options = onnxruntime.SessionOptions()
     options.log_severity_level = 3
+    # By default idle worker threads spin for a while after each run; with the embedder and the
+    # reader taking turns on two cores, each session's spinning slowed the other one down.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 

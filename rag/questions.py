@@ -153,12 +153,14 @@ def named_in(text: str, asked: set[str]) -> bool:
     return all(w in asked for w in re.findall(r"\w+", text.lower()))
 
 
-def has_new_entity(kind: str | None, entities: list[tuple[str, str]], question: str) -> bool:
-    """Is one of a sentence's (text, label) entities of the asked-for kind, and not named in the question?"""
+def has_new_entity(kind: str | None, entities: list[tuple[str, str]], asked: set[str]) -> bool:
+    """Is one of a sentence's (text, label) entities of the asked-for kind, and not named in the question?
+
+    ``asked``: the question's ``question_words``, computed once per question.
+    """
     labels = ENTITY_LABELS.get(kind or "")
     if not labels:
         return False
-    asked = question_words(question)
     for text, label in entities:
         if label in labels and not named_in(text, asked):
             if kind == "year" and not _YEAR.search(text):
@@ -213,6 +215,8 @@ def asked_unit(question: str) -> str | None:
 
 def has_unit_figure(unit: str, sentence: str) -> bool:
     """Does a figure stand right before the counted thing ("3,217 tonnes", "21st time")?"""
+    if unit not in sentence.lower():  # a stem is a prefix of its word: most sentences stop here
+        return False
     words = [next(iter(terms(w)), "") for w in WORD.findall(sentence.lower())]
     for i, w in enumerate(words):
         if w == unit and any(re.match(r"\d", x) or x in _NUMBERWORDS for x in words[max(0, i - 3) : i]):
@@ -224,8 +228,8 @@ _NUMBERWORDS = frozenset("two three four five six seven eight nine ten eleven tw
                           "hundred thousand million billion dozen half".split())
 
 
-def has_new_answer(kind: str | None, sentence: str, question: str) -> bool:
-    """Does ``sentence`` hold an answer of the asked-for kind that the question itself does not contain?
+def has_new_answer(kind: str | None, sentence: str, asked: set[str]) -> bool:
+    """Does ``sentence`` hold an answer of the asked-for kind that the question (its ``question_words``) does not?
 
     Figures, dates and names only: a reason is a clause, and its cue words ("after", "due to")
     are no answer by themselves.
@@ -233,5 +237,4 @@ def has_new_answer(kind: str | None, sentence: str, question: str) -> bool:
     pattern = ANSWER_PATTERNS.get(kind or "")
     if pattern is None:
         return False
-    asked = question_words(question)
     return any(not named_in(m.group(), asked) for m in pattern.finditer(sentence))

@@ -11,7 +11,8 @@
    at ingest). Weights (``Config.rerank_weights``) were fitted on eval/questions/bbc-train.jsonl,
    bbc-dev.jsonl and bbc-dev2.jsonl (``eval/tune.py --fit``). What a question asks for is read
    in rag/questions.py. Then the reader (rag/reader.py, a cross-encoder that reads question and
-   sentence together) scores the best few, and its score is added with ``Config.reader_weight``.
+   sentence together) scores the best few, and its score is added with ``Config.reader_weight``;
+   it is skipped when the best candidate already leads by ``Config.reader_skip_margin``.
 4. Near-identical sentences from different articles collapse into one hit (``also_in``).
 """
 
@@ -26,7 +27,7 @@ from rag.chunking import chunk
 from rag.config import Config
 from rag.embedding import Embedder
 from rag.questions import (WORD, answer_type, asked_unit, entity_kind, has_answer_type, has_new_answer,
-                           has_new_entity, has_unit_figure, sub_questions, terms)
+                           has_new_entity, has_unit_figure, question_words, sub_questions, terms)
 from rag.reader import Reader, passage
 from rag.store import Library, Store
 from rag.timephrases import date_range
@@ -197,6 +198,7 @@ class HybridRetriever:
         kind = answer_type(question)
         unit = asked_unit(question)
         wanted = entity_kind(question)
+        asked = question_words(question)
         article_sim = self._article_similarity(vector, {c.article_id for c in ranked})
         kept, rows = [], []
         for c in ranked:
@@ -219,12 +221,12 @@ class HybridRetriever:
                 article_sim.get(c.article_id, 0.0),
                 # The lead sentence restates the story the question is about; the answer is the
                 # sentence that adds what the question lacks (a figure, a name, a date).
-                float(has_new_answer(kind, text, question)),
+                float(has_new_answer(kind, text, asked)),
                 float(unit is not None and has_unit_figure(unit, text)),
                 1.0 / (1 + c.index),
                 len(q_terms & prev_terms) / n_q,
                 float(has_new_entity(wanted, [(a.text[e.start:e.end], e.label)
-                                              for e in lib.entities_in(c.article_id, c.index)], question)),
+                                              for e in lib.entities_in(c.article_id, c.index)], asked)),
                 # "Why ...?" is answered by the sentence that gives a cause ("due to", "because").
                 float(kind == "reason" and has_answer_type(kind, text)),
             ))
@@ -235,8 +237,9 @@ class HybridRetriever:
         for c, s in zip(kept, x @ np.asarray(self.config.rerank_weights, dtype=np.float64)):
             c.score = float(s)
         kept.sort(key=lambda c: -c.score)
-        n = self.config.reader_candidates
-        if self.reader is not None and n > 0 and kept:
+        n, margin = self.config.reader_candidates, self.config.reader_skip_margin
+        clear_lead = margin is not None and len(kept) > 1 and kept[0].score - kept[1].score > margin
+        if self.reader is not None and n > 0 and kept and not clear_lead:
             # The reader is the costly part (about 5 ms a sentence here), so it reads only the
             # best few; the gold sentence is among the best 10 for 9 questions in 10 (eval/README.md).
             lib = self._index().lib

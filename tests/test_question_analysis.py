@@ -3,7 +3,7 @@ whether an entity is new to it, and the parts of a compound question."""
 
 import pytest
 
-from rag.questions import answer_type, entity_kind, has_new_entity, sub_questions
+from rag.questions import answer_type, entity_kind, has_new_entity, question_words, sub_questions
 
 
 @pytest.mark.parametrize(
@@ -60,6 +60,6 @@ def test_compound_questions_split_into_their_parts(question, parts):
 
 def test_an_entity_is_new_unless_the_question_names_it_word_for_word():
     # "US" is not named by "business" although it is a substring of it; "Intel" is named.
-    assert has_new_entity("place", [("US", "GPE")], "Where is the business based?")
-    assert not has_new_entity("org", [("Intel", "ORG")], "What did Intel build?")
-    assert not has_new_entity("person", [("Intel", "ORG")], "Who built it?"), "only the asked kind counts"
+    assert has_new_entity("place", [("US", "GPE")], question_words("Where is the business based?"))
+    assert not has_new_entity("org", [("Intel", "ORG")], question_words("What did Intel build?"))
+    assert not has_new_entity("person", [("Intel", "ORG")], question_words("Who built it?")), "only the asked kind counts"

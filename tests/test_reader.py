@@ -61,7 +61,7 @@ ARTICLES = {
 
 def test_the_reader_reorders_the_best_candidates_and_reads_no_others(tmp_path, fake_embedder):
     corpus = write_corpus(tmp_path / "corpus", ARTICLES)
-    config = Config(corpus=corpus, index=tmp_path / "index", reader_candidates=3, reader_weight=5.0)
+    config = Config(corpus=corpus, index=tmp_path / "index", reader_candidates=3, reader_weight=5.0, reader_skip_margin=None)
     desk = Newsdesk(config.with_(reader=False), embedder=fake_embedder)
     desk.ingest()
     question = "Did the bank hold interest rates?"
@@ -76,3 +76,21 @@ def test_the_reader_reorders_the_best_candidates_and_reads_no_others(tmp_path, f
     assert sum("reader" in h.scores for h in hits) == 3
     assert {h.text for h in hits} == {h.text for h in plain}  # ... and nothing else changed but the order
     assert reader.read[0].startswith("Bank holds rates. ")  # each sentence headed by its title
+
+
+def test_the_reader_is_skipped_only_when_the_best_sentence_leads_clearly(tmp_path, fake_embedder):
+    corpus = write_corpus(tmp_path / "corpus", ARTICLES)
+    config = Config(corpus=corpus, index=tmp_path / "index", reader_candidates=3)
+    desk = Newsdesk(config.with_(reader=False), embedder=fake_embedder)
+    desk.ingest()
+    question = "Did the bank hold interest rates?"
+    plain = desk.retrieve(question, k=10)
+    lead = plain[0].score - plain[1].score
+    assert lead > 0
+    skipped = KeywordReader(plain[2].text)
+    hits = Newsdesk(config.with_(reader_skip_margin=lead / 2), embedder=fake_embedder, reader=skipped).retrieve(question, k=10)
+    assert skipped.read == [] and [h.text for h in hits] == [h.text for h in plain]
+    assert all("reader" not in h.scores for h in hits)
+    read = KeywordReader(plain[2].text)
+    hits = Newsdesk(config.with_(reader_skip_margin=lead * 2), embedder=fake_embedder, reader=read).retrieve(question, k=10)
+    assert len(read.read) == 3 and "reader" in hits[0].scores
