@@ -193,7 +193,7 @@ class ExtractiveAnswerer:
                 break
             if i in chosen or conf[i] < self.config.abstain_threshold:
                 continue
-            if hits[i].score >= 0.92 * hits[first].score and hits[i].article_id != hits[first].article_id:
+            if hits[i].score >= self.config.second_sentence_ratio * hits[first].score and hits[i].article_id != hits[first].article_id:
                 chosen.append(i)
         span = _span(question, hits[first])
         return Draft(

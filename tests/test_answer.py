@@ -6,8 +6,9 @@ import sys
 
 import pytest
 
-from rag.answer import ABSTAIN_TEXT, Draft, answer_span
+from rag.answer import ABSTAIN_TEXT, Draft, ExtractiveAnswerer, answer_span
 from rag.config import Config
+from rag.types import Hit
 from rag.conversation import standalone
 from rag.pipeline import BadQuestion, Newsdesk
 from rag.verify import Verifier
@@ -196,3 +197,23 @@ def test_typed_abstention_can_be_turned_off(tmp_path, real_embedder):
 def test_short_answer_is_the_whole_figure_or_date_asked_for(question, sentence, entities, short):
     span = answer_span(question, sentence, entities)
     assert span and sentence[span[0]:span[1]] == short
+
+
+def _hit(article_id: str, text: str, score: float) -> Hit:
+    return Hit(article_id=article_id, sentence_index=0, start=0, end=len(text), text=text, score=score,
+               title="Bank of England holds rates", scores={"dense": 0.8})
+
+
+@pytest.mark.parametrize("second_score, second_article, ratio, cited", [
+    (1.9, "b.txt", 0.9, 2),  # nearly as good, from another article: a second source
+    (1.9, "b.txt", 0.97, 1),  # ... unless the configured share is stricter
+    (1.5, "b.txt", 0.9, 1),  # clearly weaker: not cited
+    (1.9, "a.txt", 0.9, 1),  # the same article: no second source
+])
+def test_a_second_sentence_is_cited_only_from_another_article_and_nearly_as_good(second_score, second_article, ratio, cited):
+    question = "Did the Bank of England hold interest rates?"
+    hits = [_hit("a.txt", "The Bank of England held interest rates at 4.75%.", 2.0),
+            _hit(second_article, "The Bank of England kept interest rates on hold, as expected.", second_score)]
+    draft = ExtractiveAnswerer(Config(second_sentence_ratio=ratio)).answer(question, hits)
+    assert not draft.abstained
+    assert [t for t, _ in draft.sentences] == [h.text for h in hits[:cited]]
