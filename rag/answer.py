@@ -184,7 +184,7 @@ class ExtractiveAnswerer:
         if kind and _span(question, hits[first]) is None:
             # A near-top sentence that holds the asked-for kind of answer is the more direct one.
             for i in order[1:3]:
-                if hits[i].score >= 0.9 * hits[first].score and _span(question, hits[i]):
+                if hits[i].score >= self.config.direct_answer_ratio * hits[first].score and _span(question, hits[i]):
                     first = i
                     break
         chosen = [first]

@@ -77,6 +77,10 @@ class Config:
     # this many best sentences holds one (see answer.holds_answer; 0 = off); measured on bbc-dev and seeds.
     typed_abstain_hits: int = 5
     max_answer_sentences: int = 2
+    # When the best sentence holds no answer of the asked kind, one of the next two that does
+    # leads instead if its score reaches this share of the best's (0.8-1.0 compared on the dev
+    # sets: within a question of each other down to 0.85; eval/README.md, session 6).
+    direct_answer_ratio: float = 0.9
     # A second sentence, from another article, is cited when its score reaches this share of the
     # first's. 0.92, 0.96, 1.0 and never compared on bbc-dev, bbc-dev2 and bbc-dev-multi2: 0.96
     # cites fewer wrong second sentences and loses no correct answer (eval/README.md, session 6).
