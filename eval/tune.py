@@ -161,6 +161,7 @@ def sweep_reader(args) -> int:
 
     base = Config(index=args.index, corpus=args.corpus, granularity=args.granularity, reader=False,
                   reader_model=args.reader_model)
+    base = base.with_(reader_weight=args.reader_weight)
     desk = Newsdesk(base)
     questions = [q for path in args.questions for q in load_questions(path) if q["type"] != "unanswerable"]
     golds = [gold_spans(desk, q) for q in questions]
@@ -231,6 +232,7 @@ def main() -> int:
     p.add_argument("--reader", action="store_true", help="sweep how many candidates the reader reads and when it is skipped")
     p.add_argument("--candidates", type=int, nargs="+", default=[3, 5, 7, 10], help="with --reader: numbers of candidates to try")
     p.add_argument("--reader-model", type=Path, help="with --reader: a reader folder other than the shipped one")
+    p.add_argument("--reader-weight", type=float, help="with --reader: a reader weight other than the configured one")
     args = p.parse_args()
     if args.abstain:
         return sweep_abstention(args)
