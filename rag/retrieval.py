@@ -240,7 +240,7 @@ class HybridRetriever:
         n, margin = self.config.reader_candidates, self.config.reader_skip_margin
         clear_lead = margin is not None and len(kept) > 1 and kept[0].score - kept[1].score > margin
         if self.reader is not None and n > 0 and kept and not clear_lead:
-            # The reader is the costly part (about 5 ms a sentence here), so it reads only the
+            # The reader is the costly part (about 12 ms a sentence on two cores), so it reads only the
             # best few: reading 7 ranks as well as reading 10 on the dev sets (eval/README.md, session 6).
             lib = self._index().lib
             top = kept[:n]
