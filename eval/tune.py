@@ -78,9 +78,8 @@ class _Recorder(HybridRetriever):
     last: tuple = ((), None)
 
     def features(self, question, vector, ranked):
-        kept, x = super().features(question, vector, ranked)
-        self.last = (list(kept), x)  # a copy: the second stage sorts ``kept`` in place afterwards
-        return kept, x
+        self.last = super().features(question, vector, ranked)
+        return self.last
 
 
 def collect_rows(desk: Newsdesk, config: Config, questions, vectors, golds) -> list[tuple[np.ndarray, np.ndarray, list]]:

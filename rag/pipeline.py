@@ -120,6 +120,10 @@ class Newsdesk:
         On the BBC index (41,369 sentences) that is about 3 s, once per change of the index.
         """
         self.retriever.retrieve("warm up", k=1)
+        if self.retriever.reader is not None:
+            # The retriever skips the reader when its best sentence leads clearly, so the
+            # question above may not have loaded it.
+            self.retriever.reader.score("warm up", ["warm up"])
 
     def retrieve(self, question: str, k: int = 10, filters: Filters | dict | None = None) -> list[Hit]:
         question = self.check_question(question)

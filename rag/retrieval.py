@@ -236,7 +236,7 @@ class HybridRetriever:
         kept, x = self.features(question, vector, ranked)
         for c, s in zip(kept, x @ np.asarray(self.config.rerank_weights, dtype=np.float64)):
             c.score = float(s)
-        kept.sort(key=lambda c: -c.score)
+        kept = sorted(kept, key=lambda c: -c.score)
         n, margin = self.config.reader_candidates, self.config.reader_skip_margin
         clear_lead = margin is not None and len(kept) > 1 and kept[0].score - kept[1].score > margin
         if self.reader is not None and n > 0 and kept and not clear_lead:
@@ -249,7 +249,7 @@ class HybridRetriever:
             for c, p in zip(top, read):
                 c.reader = float(p)
                 c.score += self.config.reader_weight * c.reader
-            kept.sort(key=lambda c: -c.score)
+            kept = sorted(kept, key=lambda c: -c.score)
         return kept
 
     def _index(self) -> _IndexCache:

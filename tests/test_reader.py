@@ -94,3 +94,12 @@ def test_the_reader_is_skipped_only_when_the_best_sentence_leads_clearly(tmp_pat
     read = KeywordReader(plain[2].text)
     hits = Newsdesk(config.with_(reader_skip_margin=lead * 2), embedder=fake_embedder, reader=read).retrieve(question, k=10)
     assert len(read.read) == 3 and "reader" in hits[0].scores
+
+
+def test_warming_up_loads_the_reader_even_when_retrieval_would_skip_it(tmp_path, fake_embedder):
+    corpus = write_corpus(tmp_path / "corpus", ARTICLES)
+    reader = KeywordReader("never")
+    desk = Newsdesk(Config(corpus=corpus, index=tmp_path / "index", reader_skip_margin=0.0), embedder=fake_embedder, reader=reader)
+    desk.ingest()
+    desk.warm()
+    assert reader.read  # the first real question does not wait for the model to load
