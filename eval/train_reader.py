@@ -7,7 +7,7 @@ For each training question the engine retrieves as usual, without the reader; th
 candidates of its second stage are the examples: the gold sentence is the positive, seven other
 candidates (most of them from the same story) are the negatives, and an unanswerable question
 has negatives only. Each passage is the sentence headed by its article's title
-(``rag.reader.passage``). Loss: binary cross-entropy on every pair, plus softmax cross-entropy
+(``rag.reader.passage``); with ``--context``, also the sentence before it. Loss: binary cross-entropy on every pair, plus softmax cross-entropy
 over each question's group. Two epochs, learning rate 3e-5, seed 0; 23 minutes for the 1,477
 questions on two idle CPU cores. The model is then exported to ONNX and its weights quantised to
 int8 (``model-int8.onnx``, 23 MB) next to its ``tokenizer.json``.
@@ -19,6 +19,7 @@ copied), run with the defaults of the commit that added it.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -32,14 +33,14 @@ from rag.config import Config  # noqa: E402
 from rag.embedding import export_transformer, packaged_model_path, quantize_int8  # noqa: E402
 from rag.evaluation import gold_spans, load_questions  # noqa: E402
 from rag.pipeline import Newsdesk  # noqa: E402
-from rag.reader import MAX_TOKENS, passage  # noqa: E402
+from rag.reader import CONTEXT_MAX_TOKENS, MAX_TOKENS, passage_in  # noqa: E402
 from tune import collect_rows  # noqa: E402
 
 CANDIDATES = 30
 NEGATIVES = 7
 
 
-def examples(desk: Newsdesk, config: Config, questions) -> list[dict]:
+def examples(desk: Newsdesk, config: Config, questions, context: bool = False) -> list[dict]:
     """Per question: its passages in second-stage order and which of them answer it."""
     golds = [gold_spans(desk, q) for q in questions]
     rows = collect_rows(desk, config, questions, desk.embed([q["question"] for q in questions]), golds)
@@ -53,13 +54,14 @@ def examples(desk: Newsdesk, config: Config, questions) -> list[dict]:
         keep = [j for j, i in enumerate(order) if gold[i] or texts[j] not in positive]
         out.append({
             "question": q["question"],
-            "passages": [passage(lib.articles[kept[order[j]].article_id].title, texts[j]) for j in keep],
+            "passages": [passage_in(lib, kept[order[j]].article_id, kept[order[j]].index, context) for j in keep],
             "gold": np.array([bool(gold[order[j]]) for j in keep]),
         })
     return out
 
 
-def train(groups: list[dict], epochs: int = 2, lr: float = 3e-5, seed: int = 0, layers: int | None = None):
+def train(groups: list[dict], epochs: int = 2, lr: float = 3e-5, seed: int = 0, layers: int | None = None,
+          max_tokens: int = MAX_TOKENS):
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
@@ -88,7 +90,7 @@ def train(groups: list[dict], epochs: int = 2, lr: float = 3e-5, seed: int = 0, 
             if not chosen:
                 continue
             enc = tokenizer([group["question"]] * len(chosen), [group["passages"][i] for i in chosen],
-                            truncation="only_second", max_length=MAX_TOKENS, padding=True, return_tensors="pt")
+                            truncation="only_second", max_length=max_tokens, padding=True, return_tensors="pt")
             logits = model(**enc).logits[:, 0]
             labels = torch.zeros(len(chosen))
             if pos:
@@ -105,9 +107,10 @@ def train(groups: list[dict], epochs: int = 2, lr: float = 3e-5, seed: int = 0, 
     return model.eval(), tokenizer
 
 
-def export(model, tokenizer, out: Path) -> None:
-    """``out/model-int8.onnx`` (the model with int8 weights) and ``out/tokenizer.json``."""
+def export(model, tokenizer, out: Path, settings: dict) -> None:
+    """``out/model-int8.onnx`` (the model with int8 weights), ``out/tokenizer.json`` and how it reads, ``out/reader.json``."""
     out.mkdir(parents=True, exist_ok=True)
+    (out / "reader.json").write_text(json.dumps(settings) + "\n", encoding="utf-8")
     fp32 = out / "model-fp32.onnx"
     export_transformer(model, fp32, "logits", {0: "batch"})
     quantize_int8(fp32, out / "model-int8.onnx")
@@ -124,6 +127,7 @@ def main() -> int:
     p.add_argument("--weights", help="second-stage weights that order the candidates, comma-separated (default: the current ones)")
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--layers", type=int, help="keep only the first N of the model's 6 transformer layers (faster, see eval/README.md)")
+    p.add_argument("--context", action="store_true", help="the reader also reads the sentence before each sentence")
     p.add_argument("--limit", type=int, help="only the first N questions (a quick check of the script)")
     args = p.parse_args()
     config = Config(index=args.index, corpus=args.corpus, reader=False)
@@ -131,10 +135,11 @@ def main() -> int:
         config = config.with_(rerank_weights=tuple(float(w) for w in args.weights.split(",")))
     questions = [q for path in args.questions for q in load_questions(path) if q["type"] in ("single", "unanswerable")]
     questions = questions[: args.limit] if args.limit else questions
-    groups = examples(Newsdesk(config), config, questions)
+    groups = examples(Newsdesk(config), config, questions, context=args.context)
     print(f"{len(groups)} questions, {sum(g['gold'].any() for g in groups)} with a gold sentence among the {CANDIDATES} best", flush=True)
-    model, tokenizer = train(groups, epochs=args.epochs, layers=args.layers)
-    export(model, tokenizer, args.out)
+    settings = {"context": args.context, "max_tokens": CONTEXT_MAX_TOKENS if args.context else MAX_TOKENS}
+    model, tokenizer = train(groups, epochs=args.epochs, layers=args.layers, max_tokens=settings["max_tokens"])
+    export(model, tokenizer, args.out, settings)
     print(f"wrote {args.out / 'model-int8.onnx'}")
     return 0
 

@@ -156,7 +156,7 @@ def sweep_reader(args) -> int:
     margin m" leaves the first-stage order alone when its best candidate leads the second by more
     than m (a clear winner the reader rarely overturns), which saves the reader's time there.
     """
-    from rag.reader import OnnxReader, passage
+    from rag.reader import OnnxReader, passage_in
 
     base = Config(index=args.index, corpus=args.corpus, granularity=args.granularity, reader=False,
                   reader_model=args.reader_model)
@@ -173,7 +173,7 @@ def sweep_reader(args) -> int:
         order = np.argsort(-first, kind="stable")
         top = [kept[i] for i in order[:most]]
         read.append((first[order], gold[order], reader.score(q["question"], [
-            passage(lib.articles[c.article_id].title, lib.sentence(c.article_id, c.index).text) for c in top])))
+            passage_in(lib, c.article_id, c.index, reader.context) for c in top])))
     print(f"{len(rows)} answerable questions from {', '.join(map(str, args.questions))}; reader weight {base.reader_weight}\n")
     print("| reader reads | skip when the lead is over | questions skipped | passages read per question | hit@1 | hit@5 | MRR@10 |")
     print("|---|---|---|---|---|---|---|")

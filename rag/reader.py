@@ -14,6 +14,7 @@ times its score; see eval/README.md for what that buys.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
@@ -23,6 +24,7 @@ import numpy as np
 from rag.embedding import onnx_feed, onnx_session
 
 MAX_TOKENS = 96  # question + title + sentence; what the reader was trained with
+CONTEXT_MAX_TOKENS = 160  # question + sentence + title + the sentence before it
 
 
 class Reader(Protocol):
@@ -31,20 +33,46 @@ class Reader(Protocol):
         ...
 
 
+def reader_settings(folder: Path) -> dict:
+    """How the model in ``folder`` reads: ``{"context": bool, "max_tokens": int}``.
+
+    A model trained with the sentence before each sentence says so in its ``reader.json``; a
+    folder without one holds a model that reads title and sentence only.
+    """
+    settings = {"context": False, "max_tokens": MAX_TOKENS}
+    path = Path(folder) / "reader.json"
+    if path.is_file():
+        settings.update(json.loads(path.read_text(encoding="utf-8")))
+    return settings
+
+
 def shipped_reader_path() -> Path:
     """The folder of the reader model that comes with Newsdesk."""
     return Path(__file__).resolve().parent / "models" / "reader"
 
 
-def passage(title: str, sentence: str) -> str:
+def passage(title: str, sentence: str, before: str | None = None) -> str:
     """What the reader reads for a sentence: the sentence headed by its article's title.
 
-    Sentences often say "the firm" where the question names it; the title names it.
+    Sentences often say "the firm" where the question names it; the title names it. A reader
+    trained with context (``before`` not None) also reads the sentence before, since "This was
+    used by just 200 students" says what "this" is only there. The sentence comes first so
+    that truncation cuts the context, never the sentence; ``[SEP]`` is the model's own separator.
 
     >>> passage("Amazon shuts Shanghai AI lab", "The lab opened in 2018.")
     'Amazon shuts Shanghai AI lab. The lab opened in 2018.'
+    >>> passage("Amazon shuts Shanghai AI lab", "It opened in 2018.", "The lab had 40 staff.")
+    'It opened in 2018. [SEP] Amazon shuts Shanghai AI lab. The lab had 40 staff.'
     """
+    if before is not None:
+        return f"{sentence} [SEP] {title}. {before}".rstrip()
     return sentence if not title or sentence.startswith(title) else f"{title}. {sentence}"
+
+
+def passage_in(library, article_id: str, index: int, context: bool = False) -> str:
+    """``passage`` for sentence ``index`` of an indexed article (``library``: ``rag.store.Library``)."""
+    before = (library.sentence(article_id, index - 1).text if index > 0 else "") if context else None
+    return passage(library.articles[article_id].title, library.sentence(article_id, index).text, before)
 
 
 class OnnxReader:
@@ -60,6 +88,14 @@ class OnnxReader:
         self.folder = Path(folder) if folder else shipped_reader_path()
         self._session = None
         self._tokenizer = None
+        self._settings: dict | None = None
+
+    @property
+    def context(self) -> bool:
+        """Does this model read the sentence before each sentence (see ``passage``)?"""
+        if self._settings is None:
+            self._settings = reader_settings(self.folder)
+        return bool(self._settings["context"])
 
     def _load(self) -> None:
         from tokenizers import Tokenizer
@@ -68,7 +104,10 @@ class OnnxReader:
         if not model.is_file():
             raise FileNotFoundError(f"no reader model at {model}; set reader=False (NEWSDESK_READER=0) to run without it")
         tokenizer = Tokenizer.from_file(str(self.folder / "tokenizer.json"))
-        tokenizer.enable_truncation(max_length=MAX_TOKENS, strategy="only_second")  # keep the question whole
+        if self._settings is None:
+            self._settings = reader_settings(self.folder)
+        # keep the question whole
+        tokenizer.enable_truncation(max_length=int(self._settings["max_tokens"]), strategy="only_second")
         tokenizer.enable_padding()
         self._session = onnx_session(model)
         self._tokenizer = tokenizer

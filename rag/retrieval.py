@@ -28,7 +28,7 @@ from rag.config import Config
 from rag.embedding import Embedder
 from rag.questions import (WORD, answer_type, asked_unit, entity_kind, has_answer_type, has_new_answer,
                            has_new_entity, has_unit_figure, question_words, sub_questions, terms)
-from rag.reader import Reader, passage
+from rag.reader import Reader, passage_in
 from rag.store import Library, Store
 from rag.timephrases import date_range
 from rag.types import Filters, Hit
@@ -244,8 +244,8 @@ class HybridRetriever:
             # best few: reading 7 ranks as well as reading 10 on the dev sets (eval/README.md, session 6).
             lib = self._index().lib
             top = kept[:n]
-            read = self.reader.score(question, [passage(lib.articles[c.article_id].title, lib.sentence(c.article_id, c.index).text)
-                                                for c in top])
+            context = getattr(self.reader, "context", False)
+            read = self.reader.score(question, [passage_in(lib, c.article_id, c.index, context) for c in top])
             for c, p in zip(top, read):
                 c.reader = float(p)
                 c.score += self.config.reader_weight * c.reader

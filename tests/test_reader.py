@@ -5,7 +5,7 @@ import pytest
 
 from rag.config import Config
 from rag.pipeline import Newsdesk
-from rag.reader import OnnxReader, passage
+from rag.reader import MAX_TOKENS, OnnxReader, passage, reader_settings
 from tests.conftest import write_corpus
 
 # Sentences of the shipped Shanghai-lab article, each answering one question below.
@@ -34,6 +34,19 @@ def test_a_passage_is_the_sentence_headed_by_its_title_once():
     assert passage("", "It will shed 500 posts.") == "It will shed 500 posts."
 
 
+def test_a_passage_with_context_keeps_the_sentence_first_so_truncation_cuts_only_context():
+    p = passage("Fiat cuts jobs", "It will shed 500 posts.", "The carmaker lost money.")
+    assert p == "It will shed 500 posts. [SEP] Fiat cuts jobs. The carmaker lost money."
+    assert passage("Fiat cuts jobs", "Fiat cuts jobs", "") == "Fiat cuts jobs [SEP] Fiat cuts jobs."  # a first sentence
+
+
+def test_how_a_reader_model_reads_comes_with_it(tmp_path):
+    assert reader_settings(tmp_path) == {"context": False, "max_tokens": MAX_TOKENS}  # no reader.json: an older model
+    (tmp_path / "reader.json").write_text('{"context": true, "max_tokens": 160}\n')
+    assert reader_settings(tmp_path) == {"context": True, "max_tokens": 160}
+    assert OnnxReader(tmp_path).context is True
+
+
 def test_a_missing_reader_model_says_how_to_run_without_it(tmp_path):
     with pytest.raises(FileNotFoundError, match="reader=False"):
         OnnxReader(tmp_path).score("Who?", ["Someone."])
@@ -42,8 +55,9 @@ def test_a_missing_reader_model_says_how_to_run_without_it(tmp_path):
 class KeywordReader:
     """A deterministic reader: a passage holding the keyword answers (1.0); any other does not (0.0)."""
 
-    def __init__(self, keyword: str) -> None:
+    def __init__(self, keyword: str, context: bool = False) -> None:
         self.keyword = keyword
+        self.context = context
         self.read: list[str] = []
 
     def score(self, question, passages):
@@ -76,6 +90,27 @@ def test_the_reader_reorders_the_best_candidates_and_reads_no_others(tmp_path, f
     assert sum("reader" in h.scores for h in hits) == 3
     assert {h.text for h in hits} == {h.text for h in plain}  # ... and nothing else changed but the order
     assert reader.read[0].startswith("Bank holds rates. ")  # each sentence headed by its title
+
+
+def test_a_reader_with_context_reads_each_sentence_with_the_one_before_it(tmp_path, fake_embedder):
+    corpus = write_corpus(tmp_path / "corpus", ARTICLES)
+    config = Config(corpus=corpus, index=tmp_path / "index", reader_skip_margin=None)
+    desk = Newsdesk(config.with_(reader=False), embedder=fake_embedder)
+    desk.ingest()
+    reader = KeywordReader("Rates have been", context=True)
+    hits = Newsdesk(config, embedder=fake_embedder, reader=reader).retrieve("Since when have rates been at 4.75%?", k=10)
+    by_text = {h.text: h for h in hits}
+    assert reader.read
+    for p in reader.read:
+        sentence, context = p.split(" [SEP] ")
+        h = by_text[sentence]
+        title, _, before = context.partition(". ")
+        assert title == h.title
+        if h.sentence_index > 0:
+            # the sentence that ends right before this one in its article
+            assert before and desk.article(h.article_id)["text"][: h.start].rstrip().endswith(before)
+    assert any(p.startswith("Rates have been at 4.75% since August. [SEP] Bank holds rates. The vote on rates")
+               for p in reader.read)
 
 
 def test_the_reader_is_skipped_only_when_the_best_sentence_leads_clearly(tmp_path, fake_embedder):
