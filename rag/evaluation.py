@@ -245,6 +245,13 @@ def _systems(metrics: dict) -> list[str]:
     return [s for s in (SYSTEM, BASELINE) if s in metrics]
 
 
+def _cell(key: str, group: dict) -> str:
+    """A metric's value, with its 95% interval where there is one: ``0.611 (0.45–0.75)``."""
+    text = _fmt(key, group.get(key))
+    ci = (group.get("ci95") or {}).get(key)
+    return f"{text} ({ci[0]:.2f}–{ci[1]:.2f})" if ci and group.get(key) is not None else text
+
+
 def overall_table(metrics: dict, group: str = "overall") -> str:
     """Metric rows, one column per system, for one question type (or overall)."""
     systems = _systems(metrics)
@@ -253,14 +260,14 @@ def overall_table(metrics: dict, group: str = "overall") -> str:
         vals = [metrics[s].get(group, {}).get(key) for s in systems]
         if all(v is None for v in vals):
             continue
-        rows.append([LABELS[key], *(_fmt(key, v) for v in vals)])
+        rows.append([LABELS[key], *(_cell(key, metrics[s].get(group, {})) for s in systems)])
     return _table(["metric", *systems], rows)
 
 
 def type_table(metrics: dict, system: str) -> str:
     """Metric rows, one column per question type, for one system."""
     groups = [g for g in (*M.TYPES, "overall") if g in metrics[system]]
-    rows = [[LABELS[k], *(_fmt(k, metrics[system][g].get(k)) for g in groups)] for k in LABELS]
+    rows = [[LABELS[k], *(_cell(k, metrics[system][g]) for g in groups)] for k in LABELS]
     return _table(["metric", *groups], rows)
 
 
@@ -335,7 +342,9 @@ def report(predictions: list[dict], metrics: dict, title: str, command: str, cha
                      "long its sentence hit@k is close to its article hit@k; compare citation length too.")
     if run_info["gold_not_located"]:
         lines.append(f"- gold sentences not found in their article (matched by text only): {', '.join(run_info['gold_not_located'])}")
-    lines += ["", "Metric definitions: rag/metrics.py. Latencies in milliseconds.", "",
+    lines += ["", "Metric definitions: rag/metrics.py. Latencies in milliseconds. In brackets, 95% intervals "
+              "(Wilson for rates, a bootstrap over questions for MRR and citation precision): with a few dozen "
+              "questions a difference inside them may be chance.", "",
               "## Overall" + (" — side by side" if BASELINE in metrics else ""), "", overall_table(metrics), "",
               f"![main metrics]({chart_name})", ""]
     for system in _systems(metrics):

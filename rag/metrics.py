@@ -271,6 +271,72 @@ def score_question(
     return s
 
 
+def wilson(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float] | None:
+    """The Wilson score interval of a proportion ``successes / n``; None when ``n`` is 0.
+
+    >>> [round(x, 3) for x in wilson(22, 36)]
+    [0.449, 0.752]
+    """
+    if n <= 0:
+        return None
+    from scipy.stats import binomtest
+
+    ci = binomtest(int(successes), int(n)).proportion_ci(confidence_level=confidence, method="wilson")
+    return float(ci.low), float(ci.high)
+
+
+def bootstrap_ratio(num: Sequence[float], den: Sequence[float], confidence: float = 0.95,
+                    resamples: int = 2000) -> tuple[float, float] | None:
+    """A percentile bootstrap interval, resampling questions, of ``sum(num) / sum(den)``.
+
+    With ``den`` all ones it is the interval of a mean (MRR); otherwise of a ratio pooled over
+    questions (citation precision: right citations over citations, question by question).
+    Seeded, so a report is reproducible. None with fewer than two questions or no denominator.
+    """
+    import numpy as np
+    from scipy.stats import bootstrap
+
+    a, b = np.asarray(num, dtype=float), np.asarray(den, dtype=float)
+    if len(a) < 2 or b.sum() <= 0:
+        return None
+    if np.all(a == a[0]) and np.all(b == b[0]):
+        value = float(a.sum() / b.sum())
+        return value, value  # every question scored the same: resampling cannot move it
+
+    def ratio(x, y, axis=-1):
+        total = y.sum(axis=axis)
+        return np.divide(x.sum(axis=axis), total, out=np.zeros_like(total), where=total > 0)
+
+    res = bootstrap((a, b), ratio, paired=True, vectorized=True, n_resamples=resamples, method="percentile",
+                    confidence_level=confidence, random_state=0)
+    low, high = float(res.confidence_interval.low), float(res.confidence_interval.high)
+    return None if math.isnan(low) or math.isnan(high) else (low, high)
+
+
+def intervals(scores: Sequence[dict]) -> dict[str, tuple[float, float] | None]:
+    """95% intervals of the headline metrics, since question sets are small (36 to 131 answerable).
+
+    Rates of yes/no outcomes (hit@k, correct, abstention) get Wilson intervals; MRR and citation
+    precision a bootstrap over questions.
+    """
+    answerable = [s for s in scores if s["answerable"]]
+    unanswerable = [s for s in scores if not s["answerable"]]
+
+    def rate(rows, key):
+        return wilson(sum(bool(s[key]) for s in rows), len(rows))
+
+    return {
+        "hit@1": rate(answerable, "hit@1"),
+        "hit@5": rate(answerable, "hit@5"),
+        "mrr@10": bootstrap_ratio([s["rr@10"] for s in answerable], [1.0] * len(answerable)),
+        "correct": rate(scores, "correct"),
+        "citation_precision": bootstrap_ratio([s["citations_right"] for s in answerable],
+                                              [s["citations"] for s in answerable]),
+        "abstention_accuracy": rate(unanswerable, "abstained"),
+        "false_abstention": rate(answerable, "abstained"),
+    }
+
+
 def _mean(values: Iterable[float | None]) -> float | None:
     xs = [v for v in values if v is not None]
     return sum(xs) / len(xs) if xs else None
@@ -314,6 +380,7 @@ def aggregate(scores: Sequence[dict], seconds: Sequence[float | None] = (),
         "latency_p95": percentile(secs, 95),
         "retrieval_p50": percentile(rsecs, 50),
         "retrieval_p95": percentile(rsecs, 95),
+        "ci95": intervals(scores),
     }
 
 

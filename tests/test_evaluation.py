@@ -99,6 +99,10 @@ def test_run_scores_right_and_wrong_answers_and_writes_the_report(desk, tmp_path
     assert paths["chart"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     report = paths["report"].read_text()
     assert "| sentence hit@5 |" in report and "metrics.png" in report
+    # each headline rate comes with its 95% interval, in the report as in metrics.json
+    lo, hi = saved["newsdesk"]["overall"]["ci95"]["correct"]
+    assert lo <= saved["newsdesk"]["overall"]["correct"] <= hi
+    assert f"| answer correct | {saved['newsdesk']['overall']['correct']:.3f} ({lo:.2f}–{hi:.2f}) |" in report
     # the wrong answer is listed as a failure with its gold sentence and what was cited instead
     failures = report.split("## Worst failures")[1]
     assert "### q1 (single)" in failures

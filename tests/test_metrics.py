@@ -7,6 +7,7 @@ import pytest
 from rag.metrics import (
     Span,
     aggregate,
+    bootstrap_ratio,
     article_rank,
     best_f1,
     by_type,
@@ -23,6 +24,7 @@ from rag.metrics import (
     score_question,
     short_answer_right,
     token_f1,
+    wilson,
 )
 
 TEXT = "Shares fell. It lost 464,000 subscribers in the quarter. Profits rose 5%."
@@ -170,3 +172,32 @@ def test_short_answer_is_scored_only_where_the_answer_is_right():
     assert scored("464,000", wrong)["short_right"] is None  # a wrong answer has no short answer to judge
     assert aggregate([exact, other, scored("", wrong)])["short_answer"] == pytest.approx(1 / 2)
     assert short_answer_right("$1.13bn", "£600m", ["$1.13bn"]) and not short_answer_right("76%", "$1.13bn")
+
+
+def test_a_rate_from_few_questions_has_a_wide_interval_and_from_many_a_narrow_one():
+    few, many = wilson(22, 36), wilson(220, 360)
+    assert few[0] < 22 / 36 < few[1] and many[0] < 22 / 36 < many[1]
+    assert few[1] - few[0] > 0.3 > 0.15 > many[1] - many[0]
+    assert wilson(0, 10)[0] == 0.0 and wilson(10, 10)[1] == pytest.approx(1.0)  # stays in 0..1
+    assert wilson(3, 0) is None
+
+
+def test_a_bootstrap_interval_surrounds_the_pooled_ratio_and_is_reproducible():
+    right, cited = [1, 0, 2, 1, 0, 1, 1, 2], [1, 1, 2, 1, 1, 1, 2, 2]  # 8 of 11 citations right
+    ci = bootstrap_ratio(right, cited)
+    assert ci[0] < 8 / 11 < ci[1] and ci == bootstrap_ratio(right, cited)
+    assert bootstrap_ratio([1.0, 1.0, 1.0], [1, 1, 1]) == (1.0, 1.0)  # nothing varies
+    assert bootstrap_ratio([1.0], [1]) is None and bootstrap_ratio([0, 0], [0, 0]) is None
+
+
+def test_aggregate_reports_intervals_for_the_headline_rates():
+    right = Span("a.txt", 13, 56, GOLD.text)
+    wrong = Span("q.txt", 0, 9, "Off topic.")
+    scores = [_score("single", [GOLD], [right], right.text, False, [right])] * 6 + \
+        [_score("single", [GOLD], [wrong, right], "Off topic.", False, [wrong])] * 4
+    m = aggregate(scores)
+    for key in ("hit@1", "mrr@10", "correct", "citation_precision"):
+        lo, hi = m["ci95"][key]
+        assert lo < m[key] < hi, key
+    assert m["ci95"]["hit@1"] == pytest.approx(wilson(6, 10))
+    assert m["ci95"]["abstention_accuracy"] is None  # no unanswerable question
