@@ -28,6 +28,9 @@ CONTEXT_MAX_TOKENS = 160  # question + sentence + title + the sentence before it
 
 
 class Reader(Protocol):
+    """Scores passages for a question. A reader with ``context = True`` is given each sentence
+    with the one before it (``passage_in``); without the attribute, title and sentence only."""
+
     def score(self, question: str, passages: Sequence[str]) -> np.ndarray:
         """How likely each passage answers ``question``, each in 0..1."""
         ...
