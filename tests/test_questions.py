@@ -28,6 +28,7 @@ SETS = {
     "bbc-train.jsonl": BBC,
     "bbc-test.jsonl": BBC,
     "bbc-test2.jsonl": BBC,
+    "bbc-test3.jsonl": BBC,
 }
 
 
@@ -91,7 +92,33 @@ def test_ids_and_questions_are_unique_and_the_test_set_is_held_out():
     assert all(number(d) > 200 for d in files["bbc-test.jsonl"])
     assert all(number(d) > 200 for d in files["bbc-test2.jsonl"])
     assert not files["bbc-test2.jsonl"] & files["bbc-test.jsonl"]
+    # bbc-test3 (session 7): articles numbered above 200 that no other set uses.
+    assert all(number(d) > 200 for d in files["bbc-test3.jsonl"])
+    assert not files["bbc-test3.jsonl"] & set().union(*(f for name, f in files.items() if name != "bbc-test3.jsonl"), train_files)
     assert len(load_questions(QUESTIONS / "bbc-dev.jsonl")) >= 60 and len(load_questions(QUESTIONS / "seeds.jsonl")) >= 15
+
+
+def test_the_third_held_out_set_shares_no_title_or_sentence_with_any_other_set(corpora):
+    """bbc-test3's articles were chosen so: no other set's article is a copy of one of them."""
+    if BBC not in corpora:
+        pytest.skip(f"corpus not found at {BBC}")
+    articles = corpora[BBC]
+    splitter = SentenceSplitter()
+    test3 = {e["doc"] for q in load_questions(QUESTIONS / "bbc-test3.jsonl") for e in q["evidence"]}
+    others = set()
+    for name in SETS:
+        if SETS[name] is BBC and name != "bbc-test3.jsonl":
+            for q in load_questions(QUESTIONS / name):
+                others.update(e["doc"] for e in q["evidence"])
+                if q.get("about"):
+                    others.add(q["about"])
+
+    def sentences(doc):
+        return {s.text for s in splitter.split(articles[doc]) if len(s.text) > 40}
+
+    titles = {articles[d].title.lower() for d in others}
+    seen = set().union(*(sentences(d) for d in others))
+    assert not [d for d in test3 if articles[d].title.lower() in titles or sentences(d) & seen]
 
 
 def test_the_training_articles_share_no_title_or_sentence_with_a_held_out_article(corpora):
@@ -100,7 +127,7 @@ def test_the_training_articles_share_no_title_or_sentence_with_a_held_out_articl
         pytest.skip(f"corpus not found at {BBC}")
     articles = corpora[BBC]
     splitter = SentenceSplitter()
-    held = {e["doc"] for name in ("bbc-test.jsonl", "bbc-test2.jsonl") for q in load_questions(QUESTIONS / name) for e in q["evidence"]}
+    held = {e["doc"] for name in ("bbc-test.jsonl", "bbc-test2.jsonl", "bbc-test3.jsonl") for q in load_questions(QUESTIONS / name) for e in q["evidence"]}
     train = load_questions(QUESTIONS / "bbc-train.jsonl")
     trained = {e["doc"] for q in train for e in q["evidence"]} | {q["about"] for q in train if q["type"] == "unanswerable"}
 
