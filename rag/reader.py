@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from functools import cached_property
 from pathlib import Path
 from typing import Protocol
 
@@ -91,14 +92,16 @@ class OnnxReader:
         self.folder = Path(folder) if folder else shipped_reader_path()
         self._session = None
         self._tokenizer = None
-        self._settings: dict | None = None
+
+    @cached_property
+    def settings(self) -> dict:
+        """How this model reads (``reader_settings``), read once from its folder."""
+        return reader_settings(self.folder)
 
     @property
     def context(self) -> bool:
         """Does this model read the sentence before each sentence (see ``passage``)?"""
-        if self._settings is None:
-            self._settings = reader_settings(self.folder)
-        return bool(self._settings["context"])
+        return bool(self.settings["context"])
 
     def _load(self) -> None:
         from tokenizers import Tokenizer
@@ -107,10 +110,8 @@ class OnnxReader:
         if not model.is_file():
             raise FileNotFoundError(f"no reader model at {model}; set reader=False (NEWSDESK_READER=0) to run without it")
         tokenizer = Tokenizer.from_file(str(self.folder / "tokenizer.json"))
-        if self._settings is None:
-            self._settings = reader_settings(self.folder)
         # keep the question whole
-        tokenizer.enable_truncation(max_length=int(self._settings["max_tokens"]), strategy="only_second")
+        tokenizer.enable_truncation(max_length=int(self.settings["max_tokens"]), strategy="only_second")
         tokenizer.enable_padding()
         self._session = onnx_session(model)
         self._tokenizer = tokenizer

@@ -93,48 +93,40 @@ def test_ids_and_questions_are_unique_and_the_test_set_is_held_out():
     assert all(number(d) > 200 for d in files["bbc-test2.jsonl"])
     assert not files["bbc-test2.jsonl"] & files["bbc-test.jsonl"]
     # bbc-test3 (session 7): articles numbered above 200 that no other set uses, evidence or "about".
-    test3 = files["bbc-test3.jsonl"] | {q["about"] for q in load_questions(QUESTIONS / "bbc-test3.jsonl") if q.get("about")}
+    test3 = _articles_of("bbc-test3.jsonl")
     assert all(number(d) > 200 for d in test3)
     assert not test3 & set().union(*(f for name, f in files.items() if name != "bbc-test3.jsonl"), train_files, {q["about"] for q in unanswerable})
     assert len(load_questions(QUESTIONS / "bbc-dev.jsonl")) >= 60 and len(load_questions(QUESTIONS / "seeds.jsonl")) >= 15
 
 
-def test_the_third_held_out_set_shares_no_title_or_sentence_with_any_other_set(corpora):
-    """bbc-test3's articles were chosen so: no other set's article is a copy of one of them."""
+def _articles_of(name: str) -> set[str]:
+    """Every article a question file uses: its evidence, and what its unanswerable questions are about."""
+    return {d for q in load_questions(QUESTIONS / name) for d in [*(e["doc"] for e in q["evidence"]), q.get("about")] if d}
+
+
+def _copies(corpora, docs: set[str], others: set[str]) -> list[str]:
+    """The ``docs`` that share a title or a sentence with one of ``others``: the BBC corpus repeats
+    stories under other file names, so a different file name is not a different article."""
     if BBC not in corpora:
         pytest.skip(f"corpus not found at {BBC}")
     articles = corpora[BBC]
     splitter = SentenceSplitter()
-    test3 = {d for q in load_questions(QUESTIONS / "bbc-test3.jsonl") for d in [*(e["doc"] for e in q["evidence"]), q.get("about")] if d}
-    others = set()
-    for name in SETS:
-        if SETS[name] is BBC and name != "bbc-test3.jsonl":
-            for q in load_questions(QUESTIONS / name):
-                others.update(e["doc"] for e in q["evidence"])
-                if q.get("about"):
-                    others.add(q["about"])
-
-    def sentences(doc):
-        return {s.text for s in splitter.split(articles[doc]) if len(s.text) > 40}
-
-    titles = {articles[d].title.lower() for d in others}
-    seen = set().union(*(sentences(d) for d in others))
-    assert not [d for d in test3 if articles[d].title.lower() in titles or sentences(d) & seen]
-
-
-def test_the_training_articles_share_no_title_or_sentence_with_a_held_out_article(corpora):
-    """The BBC corpus repeats stories under other file names: a training article must not be one of them."""
-    if BBC not in corpora:
-        pytest.skip(f"corpus not found at {BBC}")
-    articles = corpora[BBC]
-    splitter = SentenceSplitter()
-    held = {e["doc"] for name in ("bbc-test.jsonl", "bbc-test2.jsonl", "bbc-test3.jsonl") for q in load_questions(QUESTIONS / name) for e in q["evidence"]}
-    train = load_questions(QUESTIONS / "bbc-train.jsonl")
-    trained = {e["doc"] for q in train for e in q["evidence"]} | {q["about"] for q in train if q["type"] == "unanswerable"}
 
     def sentences(doc):  # long enough to be the same reporting, not a stock phrase
         return {s.text for s in splitter.split(articles[doc]) if len(s.text) > 40}
 
-    held_titles = {articles[d].title.lower() for d in held}
-    held_sentences = set().union(*(sentences(d) for d in held))
-    assert not [d for d in trained if articles[d].title.lower() in held_titles or sentences(d) & held_sentences]
+    titles = {articles[d].title.lower() for d in others}
+    seen = set().union(*(sentences(d) for d in others))
+    return [d for d in docs if articles[d].title.lower() in titles or sentences(d) & seen]
+
+
+def test_the_third_held_out_set_shares_no_title_or_sentence_with_any_other_set(corpora):
+    """bbc-test3's articles were chosen so: no other set's article is a copy of one of them."""
+    others = set().union(*(_articles_of(name) for name in SETS if SETS[name] is BBC and name != "bbc-test3.jsonl"))
+    assert not _copies(corpora, _articles_of("bbc-test3.jsonl"), others)
+
+
+def test_the_training_articles_share_no_title_or_sentence_with_a_held_out_article(corpora):
+    """A training article must not be a copy of a held-out one."""
+    held = {e["doc"] for name in ("bbc-test.jsonl", "bbc-test2.jsonl", "bbc-test3.jsonl") for q in load_questions(QUESTIONS / name) for e in q["evidence"]}
+    assert not _copies(corpora, _articles_of("bbc-train.jsonl"), held)
