@@ -1,7 +1,7 @@
 """A plain llama-index pipeline over the same articles, to compare the engine against.
 
 ``VectorStoreIndex.from_documents`` with llama-index's default chunking (SentenceSplitter,
-1024-token chunks), the same packaged all-MiniLM-L6-v2 through ``HuggingFaceEmbedding``, and
+1024-token chunks), the same embedding model (by default the shipped one) through ``HuggingFaceEmbedding``, and
 its retriever only: no LLM is involved and llama-index's global ``Settings`` are never touched
 (every model is passed explicitly). Its "answer" is the text of the top chunk and its citation is
 that chunk, so answer correctness and citation precision compare like for like.
@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from rag.embedding import packaged_model_path
+from rag.embedding import resolve_model_path
 from rag.types import Article, content_hash
 
 
@@ -50,12 +50,12 @@ class LlamaIndexBaseline:
         self._retriever = None
 
     def load(self):
-        """The llama-index embedding model over the packaged model files, loaded once."""
+        """The llama-index embedding model over the same model files, loaded once."""
         if self._embed_model is None:
             from llama_index.embeddings.huggingface import HuggingFaceEmbedding
 
             t0 = time.perf_counter()
-            self._embed_model = HuggingFaceEmbedding(model_name=self.model_path or packaged_model_path(), device="cpu")
+            self._embed_model = HuggingFaceEmbedding(model_name=resolve_model_path(self.model_path), device="cpu")
             self._embed_model.get_text_embedding("warm up")
             self.load_seconds = time.perf_counter() - t0
         return self._embed_model
@@ -70,7 +70,7 @@ class LlamaIndexBaseline:
 
         embed_model = self.load()
         t0 = time.perf_counter()
-        key = content_hash(self.model_path or "packaged", *sorted(f"{a.id}:{a.hash}" for a in articles))
+        key = content_hash(resolve_model_path(self.model_path), *sorted(f"{a.id}:{a.hash}" for a in articles))
         folder = Path(cache_dir) / f"llamaindex-{key}" if cache_dir else None
         self.reused = bool(folder and (folder / "docstore.json").exists())
         if self.reused:

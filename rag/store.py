@@ -32,6 +32,7 @@ from urllib.parse import urlparse
 import numpy as np
 
 from rag.config import Config
+from rag.embedding import model_tag
 from rag.types import Article, Chunk, Entity, Filters, Sentence, content_hash
 
 _BATCH = 1000  # records per Chroma call; well under its max batch size
@@ -164,7 +165,7 @@ class Store:
         self.config = config
         g = config.granularity
         suffix = {"sentence": "s", "window": f"w{config.window}", "chunk": f"c{config.chunk_sentences}"}.get(g, g)
-        self.name = f"{config.collection}-{suffix}{'t' if config.embed_title else ''}"
+        self.name = f"{config.collection}-{suffix}{'t' if config.embed_title else ''}{model_tag(config.model_path)}"
         self._client = None
         self._chunks = None
         self._articles = None

@@ -1,4 +1,4 @@
-"""Shared fixtures: a deterministic fake embedder, small corpora, the packaged model once per run."""
+"""Shared fixtures: a deterministic fake embedder, small corpora, the real embedder once per run."""
 
 from __future__ import annotations
 
@@ -50,7 +50,7 @@ def fake_embedder() -> FakeEmbedder:
 
 @pytest.fixture(scope="session")
 def real_embedder():
-    """The packaged all-MiniLM-L6-v2 (default ONNX backend), loaded once for the whole run."""
+    """The default embedder (the shipped model, ONNX backend), loaded once for the whole run."""
     from rag.embedding import SentenceTransformerEmbedder
 
     e = SentenceTransformerEmbedder()

@@ -67,7 +67,7 @@ def run_incremental_cycle(config: Config, embedder, corpus):
 
 @pytest.fixture
 def counting(real_embedder):
-    """The packaged model, counting what it embeds."""
+    """The real embedder, counting what it embeds."""
 
     class Counting:
         dim = real_embedder.dim
