@@ -34,7 +34,7 @@ from rag.embedding import export_transformer, packaged_model_path, quantize_int8
 from rag.evaluation import gold_spans, load_questions  # noqa: E402
 from rag.pipeline import Newsdesk  # noqa: E402
 from rag.reader import CONTEXT_MAX_TOKENS, MAX_TOKENS, passage_in  # noqa: E402
-from tune import collect_rows  # noqa: E402
+from tune import collect_rows, open_desk  # noqa: E402
 
 CANDIDATES = 30
 NEGATIVES = 7
@@ -135,7 +135,7 @@ def main() -> int:
         config = config.with_(rerank_weights=tuple(float(w) for w in args.weights.split(",")))
     questions = [q for path in args.questions for q in load_questions(path) if q["type"] in ("single", "unanswerable")]
     questions = questions[: args.limit] if args.limit else questions
-    groups = examples(Newsdesk(config), config, questions, context=args.context)
+    groups = examples(open_desk(config), config, questions, context=args.context)
     print(f"{len(groups)} questions, {sum(g['gold'].any() for g in groups)} with a gold sentence among the {CANDIDATES} best", flush=True)
     settings = {"context": args.context, "max_tokens": CONTEXT_MAX_TOKENS if args.context else MAX_TOKENS}
     model, tokenizer = train(groups, epochs=args.epochs, layers=args.layers, max_tokens=settings["max_tokens"])

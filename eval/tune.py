@@ -27,10 +27,18 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from rag import metrics as M  # noqa: E402
+from rag.cli import ensure_index  # noqa: E402
 from rag.config import Config  # noqa: E402
 from rag.evaluation import gold_spans, load_questions  # noqa: E402
 from rag.pipeline import Newsdesk  # noqa: E402
 from rag.retrieval import HybridRetriever  # noqa: E402
+
+
+def open_desk(config: Config) -> Newsdesk:
+    """The engine over ``config.index``, ingesting ``config.corpus`` first if it holds nothing for this model."""
+    desk = Newsdesk(config)
+    ensure_index(desk)
+    return desk
 
 
 def score(desk: Newsdesk, config: Config, questions, vectors, golds) -> dict:
@@ -128,7 +136,7 @@ def fit(args) -> int:
     # The weights order the candidates before the reader reads the best of them, so the rows are
     # collected without it (it would only cost time here).
     base = Config(index=args.index, corpus=args.corpus, granularity=args.granularity, reader=False)
-    desk = Newsdesk(base)
+    desk = open_desk(base)
     questions = [q for path in args.questions for q in load_questions(path) if q["type"] != "unanswerable"]
     golds = [gold_spans(desk, q) for q in questions]
     rows = collect_rows(desk, base, questions, desk.embed([q["question"] for q in questions]), golds)
@@ -161,7 +169,7 @@ def sweep_reader(args) -> int:
     base = Config(index=args.index, corpus=args.corpus, granularity=args.granularity, reader=False,
                   reader_model=args.reader_model)
     base = base.with_(reader_weight=args.reader_weight)
-    desk = Newsdesk(base)
+    desk = open_desk(base)
     questions = [q for path in args.questions for q in load_questions(path) if q["type"] != "unanswerable"]
     golds = [gold_spans(desk, q) for q in questions]
     rows = collect_rows(desk, base, questions, desk.embed([q["question"] for q in questions]), golds)
@@ -203,7 +211,7 @@ def sweep_abstention(args) -> int:
     from rag.answer import confidence
 
     config = Config(index=args.index, corpus=args.corpus, granularity=args.granularity)
-    desk = Newsdesk(config)
+    desk = open_desk(config)
     questions = [q for path in args.questions for q in load_questions(path)]
     best = []
     for q in questions:
@@ -241,7 +249,7 @@ def main() -> int:
         return sweep_reader(args)
 
     base = Config(index=args.index, corpus=args.corpus, granularity=args.granularity)
-    desk = Newsdesk(base)
+    desk = open_desk(base)
     questions = [q for path in args.questions for q in load_questions(path) if q["type"] != "unanswerable"]
     golds = [gold_spans(desk, q) for q in questions]
     vectors = desk.embed([q["question"] for q in questions])

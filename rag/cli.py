@@ -85,7 +85,9 @@ def cmd_ingest(args) -> int:
     return 0
 
 
-def _ensure_index(desk) -> None:
+def ensure_index(desk) -> None:
+    """Ingest the corpus first when the index holds nothing for this config (a new folder, or
+    one built with another embedding model, whose collections are named apart)."""
     if desk.store.articles.count() == 0:
         print("index is empty: ingesting the corpus first", file=sys.stderr)
         desk.ingest(progress=sys.stderr.isatty())
@@ -95,7 +97,7 @@ def cmd_retrieve(args) -> int:
     from rag.pipeline import Newsdesk
 
     desk = Newsdesk(config_from(args))
-    _ensure_index(desk)
+    ensure_index(desk)
     t0 = time.perf_counter()
     hits = desk.retrieve(args.question, k=args.k, filters=_filters(args))
     seconds = time.perf_counter() - t0
@@ -130,7 +132,7 @@ def cmd_ask(args) -> int:
     from rag.pipeline import BadQuestion, Newsdesk
 
     desk = Newsdesk(config_from(args))
-    _ensure_index(desk)
+    ensure_index(desk)
     try:
         answer = desk.ask(args.question, filters=_filters(args))
     except BadQuestion as e:
