@@ -16,6 +16,15 @@ from rag.config import Config
 from rag.types import Article, Chunk, Sentence, content_hash
 
 
+def headed(title: str, text: str) -> str:
+    """``text`` headed by its article's title, as it is embedded with ``Config.embed_title``.
+
+    >>> headed("Gold falls on IMF sale concerns", "The IMF has 3,217 tonnes of gold.")
+    'Gold falls on IMF sale concerns. The IMF has 3,217 tonnes of gold.'
+    """
+    return f"{title}. {text}" if title and text != title else text
+
+
 def chunk(article: Article, sentences: list[Sentence], config: Config) -> list[Chunk]:
     """Chunks of ``article`` made of whole sentences, each recording which sentences it holds."""
     if config.granularity == "sentence":
@@ -35,7 +44,7 @@ def chunk(article: Article, sentences: list[Sentence], config: Config) -> list[C
     for anchor, idx in groups:
         start, end = sentences[idx[0]].start, sentences[idx[-1]].end
         text = article.text[start:end]
-        embed_text = f"{article.title}. {text}" if config.embed_title and article.title and text != article.title else text
+        embed_text = headed(article.title, text) if config.embed_title else text
         chunks.append(
             Chunk(
                 id=content_hash(article.id, str(anchor), embed_text),
