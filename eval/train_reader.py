@@ -1,4 +1,4 @@
-"""Train the reader (rag/reader.py): a cross-encoder fine-tuned from the packaged all-MiniLM-L6-v2.
+"""Train the reader (rag/reader.py): a cross-encoder fine-tuned from all-MiniLM-L6-v2.
 
     .venv/bin/python eval/train_reader.py --index /work/idx/bbc --corpus ../shared/datasets/bbc-news \\
         --questions eval/questions/bbc-train.jsonl --out rag/models/reader
@@ -10,10 +10,13 @@ has negatives only. Each passage is the sentence headed by its article's title
 (``rag.reader.passage``); with ``--context``, also the sentence before it. Loss: binary cross-entropy on every pair, plus softmax cross-entropy
 over each question's group. Two epochs, learning rate 3e-5, seed 0; 23 minutes for the 1,477
 questions on two idle CPU cores. The model is then exported to ONNX and its weights quantised to
-int8 (``model-int8.onnx``, 23 MB) next to its ``tokenizer.json``.
+int8 (``model-int8.onnx``, 23 MB) next to its ``tokenizer.json`` and ``reader.json``.
 
 The shipped model is the output of the command above (with ``--out /tmp/reader-v2``, then
-copied), run with the defaults of the commit that added it.
+copied), run with the defaults of the commit that added it: the packaged model as the start,
+the packaged model's index for the candidates. ``--init rag/models/embedder`` starts from the
+shipped embedder instead (tried in session 9 with its index, ``/work/idx/bbc-ship``: not
+better on held-out questions; eval/README.md).
 """
 
 from __future__ import annotations
@@ -61,14 +64,14 @@ def examples(desk: Newsdesk, config: Config, questions, context: bool = False) -
 
 
 def train(groups: list[dict], epochs: int = 2, lr: float = 3e-5, seed: int = 0, layers: int | None = None,
-          max_tokens: int = MAX_TOKENS):
+          max_tokens: int = MAX_TOKENS, init: Path | None = None):
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     torch.manual_seed(seed)
     torch.set_num_threads(2)
     rng = np.random.default_rng(seed)
-    path = packaged_model_path()
+    path = init or packaged_model_path()
     tokenizer = AutoTokenizer.from_pretrained(path)
     model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1)  # a new one-logit head
     if layers:
@@ -128,6 +131,7 @@ def main() -> int:
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--layers", type=int, help="keep only the first N of the model's 6 transformer layers (faster, see eval/README.md)")
     p.add_argument("--context", action="store_true", help="the reader also reads the sentence before each sentence")
+    p.add_argument("--init", type=Path, help="the model to start from (default: the packaged all-MiniLM-L6-v2), e.g. rag/models/embedder")
     p.add_argument("--limit", type=int, help="only the first N questions (a quick check of the script)")
     args = p.parse_args()
     config = Config(index=args.index, corpus=args.corpus, reader=False)
@@ -138,7 +142,7 @@ def main() -> int:
     groups = examples(open_desk(config), config, questions, context=args.context)
     print(f"{len(groups)} questions, {sum(g['gold'].any() for g in groups)} with a gold sentence among the {CANDIDATES} best", flush=True)
     settings = {"context": args.context, "max_tokens": CONTEXT_MAX_TOKENS if args.context else MAX_TOKENS}
-    model, tokenizer = train(groups, epochs=args.epochs, layers=args.layers, max_tokens=settings["max_tokens"])
+    model, tokenizer = train(groups, epochs=args.epochs, layers=args.layers, max_tokens=settings["max_tokens"], init=args.init)
     export(model, tokenizer, args.out, settings)
     print(f"wrote {args.out / 'model-int8.onnx'}")
     return 0

@@ -163,6 +163,8 @@ def sweep_reader(args) -> int:
     computed once; each setting then re-ranks them as ``HybridRetriever._rescore`` does. "Skip at
     margin m" leaves the first-stage order alone when its best candidate leads the second by more
     than m (a clear winner the reader rarely overturns), which saves the reader's time there.
+    The rows "the best n within the margin" read only those of the best n that score within m of
+    the best (none when no other does): fewer passages, but fewer candidates the reader can lift.
     """
     from rag.reader import OnnxReader, passage_in
 
@@ -185,20 +187,30 @@ def sweep_reader(args) -> int:
     print(f"{len(rows)} answerable questions from {', '.join(map(str, args.questions))}; reader weight {base.reader_weight}\n")
     print("| reader reads | skip when the lead is over | questions skipped | passages read per question | hit@1 | hit@5 | MRR@10 |")
     print("|---|---|---|---|---|---|---|")
-    for n in args.candidates:
-        for m in (None, 0.3, 0.2, 0.15, 0.1, 0.05):
-            ranks, skipped = [], 0
-            for first, gold, p in read:
-                score = first.copy()
-                if m is not None and len(score) > 1 and score[0] - score[1] > m:
-                    skipped += 1
-                else:
-                    score[:n] += base.reader_weight * p[:n]
-                found = np.nonzero(gold[np.argsort(-score, kind="stable")])[0]
-                ranks.append(found[0] + 1 if len(found) else 10**6)
-            ranks = np.array(ranks)
-            print(f"| {n} | {'never' if m is None else m} | {skipped / len(read):.2f} | {n * (1 - skipped / len(read)):.1f} | "
-                  f"{np.mean(ranks == 1):.3f} | {np.mean(ranks <= 5):.3f} | {np.mean(np.where(ranks <= 10, 1 / ranks, 0)):.3f} |")
+    for within in (False, True):
+        for n in args.candidates:
+            for m in (None, 0.6, 0.4, 0.3, 0.2, 0.15, 0.12, 0.1, 0.08, 0.05):
+                if within and m is None:
+                    continue
+                ranks, skipped, passages = [], 0, 0
+                for first, gold, p in read:
+                    score = first.copy()
+                    chosen = np.arange(len(score)) < min(n, len(p))
+                    if within:
+                        # only the candidates close to the best: a close one is where reading pays
+                        chosen &= first[0] - first <= m
+                    if m is not None and (chosen.sum() <= 1 if within else len(score) > 1 and score[0] - score[1] > m):
+                        skipped += 1
+                    else:
+                        idx = np.nonzero(chosen)[0]
+                        score[idx] += base.reader_weight * p[idx]
+                        passages += int(chosen.sum())
+                    found = np.nonzero(gold[np.argsort(-score, kind="stable")])[0]
+                    ranks.append(found[0] + 1 if len(found) else 10**6)
+                ranks = np.array(ranks)
+                label = f"the best {n} within the margin" if within else str(n)
+                print(f"| {label} | {'never' if m is None else m} | {skipped / len(read):.2f} | {passages / len(read):.1f} | "
+                      f"{np.mean(ranks == 1):.3f} | {np.mean(ranks <= 5):.3f} | {np.mean(np.where(ranks <= 10, 1 / ranks, 0)):.3f} |")
     return 0
 
 

@@ -285,6 +285,27 @@ def wilson(successes: int, n: int, confidence: float = 0.95) -> tuple[float, flo
     return float(ci.low), float(ci.high)
 
 
+def sign_test(before: Sequence[float], after: Sequence[float]) -> dict:
+    """Question by question, how often a score went up or down between two runs, and the
+    two-sided sign-test p-value of that split (ties left out): is the change more than noise?
+
+    >>> r = sign_test([0] * 8 + [1] * 3, [1] * 8 + [1] * 3)
+    >>> r["up"], r["down"], r["same"], round(r["p"], 4)
+    (8, 0, 3, 0.0078)
+    """
+    if len(before) != len(after):
+        raise ValueError(f"{len(before)} scores before, {len(after)} after: not the same questions")
+    up = sum(b > a for a, b in zip(before, after))
+    down = sum(b < a for a, b in zip(before, after))
+    if up + down == 0:
+        p = 1.0
+    else:
+        from scipy.stats import binomtest
+
+        p = float(binomtest(up, up + down).pvalue)
+    return {"up": up, "down": down, "same": len(before) - up - down, "p": p}
+
+
 def bootstrap_ratio(num: Sequence[float], den: Sequence[float], confidence: float = 0.95,
                     resamples: int = 2000) -> tuple[float, float] | None:
     """A percentile bootstrap interval, resampling questions, of ``sum(num) / sum(den)``.

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
+import json
+from pathlib import Path
+
 import pytest
 
 from rag.metrics import (
@@ -23,6 +27,7 @@ from rag.metrics import (
     reciprocal_rank,
     score_question,
     short_answer_right,
+    sign_test,
     token_f1,
     wilson,
 )
@@ -201,3 +206,49 @@ def test_aggregate_reports_intervals_for_the_headline_rates():
         assert lo < m[key] < hi, key
     assert m["ci95"]["hit@1"] == pytest.approx(wilson(6, 10))
     assert m["ci95"]["abstention_accuracy"] is None  # no unanswerable question
+
+
+def test_a_sign_test_counts_changed_questions_and_ignores_ties():
+    up = sign_test([0.0] * 8 + [1.0] * 5, [1.0] * 8 + [1.0] * 5)
+    assert (up["up"], up["down"], up["same"]) == (8, 0, 5)
+    assert up["p"] == pytest.approx(2 * 0.5**8)  # two-sided: 8-0 as extreme either way
+    even = sign_test([1, 0, 1, 0], [0, 1, 1, 0])
+    assert (even["up"], even["down"], even["p"]) == (1, 1, 1.0)
+    assert sign_test([0.5, 1.0], [0.5, 1.0]) == {"up": 0, "down": 0, "same": 2, "p": 1.0}
+    with pytest.raises(ValueError, match="not the same questions"):
+        sign_test([1.0], [1.0, 0.0])
+
+
+def _compare_script():
+    spec = importlib.util.spec_from_file_location("compare", Path(__file__).resolve().parent.parent / "eval" / "compare.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _run(folder: Path, scores: dict[str, dict]) -> Path:
+    folder.mkdir()
+    with open(folder / "predictions.jsonl", "w", encoding="utf-8") as f:
+        for qid, s in scores.items():
+            f.write(json.dumps({"id": qid, "type": s["type"], "scores": s, "timings": {"retrieve_seconds": 0.05}}) + "\n")
+    return folder
+
+
+def test_compare_pairs_the_same_questions_across_runs_and_counts_what_changed(tmp_path):
+    compare = _compare_script()
+    right = Span("a.txt", 13, 56, GOLD.text)
+    wrong = Span("q.txt", 0, 9, "Off topic.")
+    good = _score("single", [GOLD], [right], right.text, False, [right])
+    second = _score("single", [GOLD], [wrong, right], "Off topic.", False, [wrong])
+    declined = _score("unanswerable", [], [wrong], "The articles don't say.", True, [], answer="", support=0.0)
+    # two questions improve (second -> good), one gets worse, one unanswerable stays declined
+    before = [_run(tmp_path / "b1", {"q1": second, "q2": second}), _run(tmp_path / "b2", {"q3": good, "q4": declined})]
+    after = [_run(tmp_path / "a1", {"q1": good, "q2": good}), _run(tmp_path / "a2", {"q3": second, "q4": declined})]
+    table = compare.compare(compare.load_runs(before), compare.load_runs(after))
+    row = next(line for line in table.splitlines() if line.startswith("| sentence hit@1 (3)"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[1].startswith("0.333") and cells[2].startswith("0.667")
+    assert cells[3:6] == ["2", "1", "0"] and float(cells[6]) == pytest.approx(1.0)
+    assert next(line for line in table.splitlines() if line.startswith("| abstained, unanswerable (1)")).endswith("| 0 | 0 | 1 | 1.000 |")
+    with pytest.raises(SystemExit, match="not the same questions"):
+        compare.compare(compare.load_runs(before[:1]), compare.load_runs(after))
