@@ -24,6 +24,7 @@ SETS = {
     "bbc-dev.jsonl": BBC,
     "bbc-dev-multi2.jsonl": BBC,
     "bbc-dev-unans.jsonl": BBC,
+    "bbc-dev-offtopic.jsonl": BBC,
     "bbc-dev2.jsonl": BBC,
     "bbc-train.jsonl": BBC,
     "bbc-test.jsonl": BBC,
@@ -82,6 +83,9 @@ def test_ids_and_questions_are_unique_and_the_test_set_is_held_out():
     unanswerable = load_questions(QUESTIONS / "bbc-dev-unans.jsonl")
     assert all(q["type"] == "unanswerable" for q in unanswerable)
     assert all(number(q["about"]) <= 200 for q in unanswerable)
+    # Off-topic dev questions (session 9) ask about events no article covers: no evidence, no article.
+    assert all(q["type"] == "unanswerable" and q["kind"] == "off-topic" and "about" not in q
+               for q in load_questions(QUESTIONS / "bbc-dev-offtopic.jsonl"))
     # bbc-dev2 stays in dev but on articles no other dev set has seen.
     assert all(number(d) <= 200 for d in files["bbc-dev2.jsonl"])
     seen = files["bbc-dev.jsonl"] | files["bbc-dev-multi2.jsonl"] | {q["about"] for q in unanswerable}
