@@ -20,6 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from rag.evaluation import metric_cell  # noqa: E402
 from rag.metrics import aggregate, percentile, sign_test  # noqa: E402
 
 # (label, per-question score, which questions, key of the pooled value)
@@ -48,20 +49,11 @@ def load_runs(folders: list[Path]) -> dict[str, dict]:
     return out
 
 
-def _which(rows: list[dict], group: str) -> list[dict]:
-    if group == "answerable":
-        return [r for r in rows if r["scores"]["answerable"]]
-    if group == "unanswerable":
-        return [r for r in rows if not r["scores"]["answerable"]]
-    return [r for r in rows if r["type"] == group]
-
-
-def _pooled(rows: list[dict], key: str) -> str:
-    m = aggregate([r["scores"] for r in rows])
-    value, ci = m.get(key), m["ci95"].get(key)
-    if value is None:
-        return "–"
-    return f"{value:.3f} ({ci[0]:.2f}–{ci[1]:.2f})" if ci else f"{value:.3f}"
+def _in(row: dict, group: str) -> bool:
+    """Is this question one of ``group``: "answerable", "unanswerable" or a question type?"""
+    if group in ("answerable", "unanswerable"):
+        return row["scores"]["answerable"] == (group == "answerable")
+    return row["type"] == group
 
 
 def compare(before: dict[str, dict], after: dict[str, dict]) -> str:
@@ -73,12 +65,12 @@ def compare(before: dict[str, dict], after: dict[str, dict]) -> str:
     lines = [f"{len(ids)} questions\n",
              "| score | before | after | up | down | same | sign test p |", "|---|---|---|---|---|---|---|"]
     for label, score, group, key in ROWS:
-        chosen = [i for i in ids if _which([before[i]], group)]
+        chosen = [i for i in ids if _in(before[i], group)]
         if not chosen:
             continue
         t = sign_test([float(before[i]["scores"][score]) for i in chosen], [float(after[i]["scores"][score]) for i in chosen])
-        lines.append(f"| {label} ({len(chosen)}) | {_pooled([before[i] for i in chosen], key)} | "
-                     f"{_pooled([after[i] for i in chosen], key)} | {t['up']} | {t['down']} | {t['same']} | {t['p']:.3f} |")
+        pooled = [metric_cell(key, aggregate([run[i]["scores"] for i in chosen])) for run in (before, after)]
+        lines.append(f"| {label} ({len(chosen)}) | {pooled[0]} | {pooled[1]} | {t['up']} | {t['down']} | {t['same']} | {t['p']:.3f} |")
     lines.append("")
     for name, run in (("before", before), ("after", after)):
         secs = [1000 * run[i]["timings"]["retrieve_seconds"] for i in ids if run[i].get("timings", {}).get("retrieve_seconds") is not None]

@@ -245,7 +245,7 @@ def _systems(metrics: dict) -> list[str]:
     return [s for s in (SYSTEM, BASELINE) if s in metrics]
 
 
-def _cell(key: str, group: dict) -> str:
+def metric_cell(key: str, group: dict) -> str:
     """A metric's value, with its 95% interval where there is one: ``0.611 (0.45–0.75)``."""
     text = _fmt(key, group.get(key))
     ci = (group.get("ci95") or {}).get(key)
@@ -260,14 +260,14 @@ def overall_table(metrics: dict, group: str = "overall") -> str:
         vals = [metrics[s].get(group, {}).get(key) for s in systems]
         if all(v is None for v in vals):
             continue
-        rows.append([LABELS[key], *(_cell(key, metrics[s].get(group, {})) for s in systems)])
+        rows.append([LABELS[key], *(metric_cell(key, metrics[s].get(group, {})) for s in systems)])
     return _table(["metric", *systems], rows)
 
 
 def type_table(metrics: dict, system: str) -> str:
     """Metric rows, one column per question type, for one system."""
     groups = [g for g in (*M.TYPES, "overall") if g in metrics[system]]
-    rows = [[LABELS[k], *(_cell(k, metrics[system][g]) for g in groups)] for k in LABELS]
+    rows = [[LABELS[k], *(metric_cell(k, metrics[system][g]) for g in groups)] for k in LABELS]
     return _table(["metric", *groups], rows)
 
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import os
 import re
 import socket
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -56,6 +58,15 @@ def real_embedder():
     e = SentenceTransformerEmbedder()
     e.embed(["warm up"])
     return e
+
+
+def eval_script(name: str):
+    """A script of eval/ (a folder of scripts, not a package) loaded as a module, e.g. ``eval_script("compare")``."""
+    spec = importlib.util.spec_from_file_location(f"newsdesk_eval_{name}", ROOT / "eval" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up by name
+    spec.loader.exec_module(module)
+    return module
 
 
 def write_corpus(folder: Path, files: dict[str, str | bytes]) -> Path:

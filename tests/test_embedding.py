@@ -17,6 +17,7 @@ from rag.evaluation import load_questions
 from rag.sentences import SentenceSplitter
 from rag.store import Store
 from rag.types import Article
+from tests.conftest import eval_script
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -71,11 +72,7 @@ def test_the_shipped_embedder_finds_answering_sentences_better_than_the_packaged
 def test_training_pairs_each_question_with_its_answer_and_a_sentence_of_the_same_story():
     """What eval/train_embedder.py trains on: the gold sentence, title-headed as the index embeds it,
     against another sentence of the same article (the lead, here, the usual wrong answer)."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("train_embedder", ROOT / "eval" / "train_embedder.py")
-    train_embedder = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(train_embedder)
+    train_embedder = eval_script("train_embedder")
     article = Article(id="business/001.txt", title="Lab shuts",
                       text="Lab shuts\n\nAmazon closed its Shanghai lab. It had 40 staff when it shut.")
     sentences = SentenceSplitter().split(article)

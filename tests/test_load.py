@@ -2,24 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 
 import pytest
-from app_server import ROOT
+from tests.conftest import eval_script
 
 pytest.importorskip("gradio_client")
 
 
 @pytest.fixture(scope="module")
 def load():
-    """eval/load.py as a module (eval/ is a folder of scripts, not a package)."""
-    spec = importlib.util.spec_from_file_location("newsdesk_eval_load", ROOT / "eval" / "load.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up by name
-    spec.loader.exec_module(module)
-    return module
+    """eval/load.py as a module."""
+    return eval_script("load")
 
 
 ARTICLE = "Lab closes\nAmazon closed its Shanghai lab. It opened in 2018."

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -31,6 +30,7 @@ from rag.metrics import (
     token_f1,
     wilson,
 )
+from tests.conftest import eval_script
 
 TEXT = "Shares fell. It lost 464,000 subscribers in the quarter. Profits rose 5%."
 GOLD = Span("a.txt", 13, 56, "It lost 464,000 subscribers in the quarter.")
@@ -219,13 +219,6 @@ def test_a_sign_test_counts_changed_questions_and_ignores_ties():
         sign_test([1.0], [1.0, 0.0])
 
 
-def _compare_script():
-    spec = importlib.util.spec_from_file_location("compare", Path(__file__).resolve().parent.parent / "eval" / "compare.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def _run(folder: Path, scores: dict[str, dict]) -> Path:
     folder.mkdir()
     with open(folder / "predictions.jsonl", "w", encoding="utf-8") as f:
@@ -235,7 +228,7 @@ def _run(folder: Path, scores: dict[str, dict]) -> Path:
 
 
 def test_compare_pairs_the_same_questions_across_runs_and_counts_what_changed(tmp_path):
-    compare = _compare_script()
+    compare = eval_script("compare")
     right = Span("a.txt", 13, 56, GOLD.text)
     wrong = Span("q.txt", 0, 9, "Off topic.")
     good = _score("single", [GOLD], [right], right.text, False, [right])
