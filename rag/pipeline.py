@@ -125,9 +125,10 @@ class Newsdesk:
             # question above may not have loaded it.
             self.retriever.reader.score("warm up", ["warm up"])
 
-    def retrieve(self, question: str, k: int = 10, filters: Filters | dict | None = None) -> list[Hit]:
+    def retrieve(self, question: str, k: int = 10, filters: Filters | dict | None = None, for_answer: bool = False) -> list[Hit]:
+        """The ``k`` best sentences; ``for_answer`` ranks as ``ask`` does, reading more (slower)."""
         question = self.check_question(question)
-        return self.retriever.retrieve(question, k=check_k(k), filters=check_filters(filters))
+        return self.retriever.retrieve(question, k=check_k(k), filters=check_filters(filters), for_answer=for_answer)
 
     def ask(self, question: str, history: list | None = None, filters: Filters | dict | None = None, k: int = 10) -> Answer:
         """Answer ``question`` (with earlier ``(question, answer)`` turns) citing exact sentences."""
@@ -135,7 +136,7 @@ class Newsdesk:
         question = self.check_question(question)
         history = check_history(history)
         query = self.rewrite(question, history)
-        hits = self.retrieve(query, k=k, filters=filters)
+        hits = self.retrieve(query, k=k, filters=filters, for_answer=True)
         draft = self.answerer.answer(query, hits)
         return self.finish(question, query, hits, draft, time.perf_counter() - t0)
 
@@ -149,7 +150,7 @@ class Newsdesk:
         question = self.check_question(question)
         history = check_history(history)
         query = self.rewrite(question, history)
-        hits = self.retrieve(query, k=k, filters=filters)
+        hits = self.retrieve(query, k=k, filters=filters, for_answer=True)
         stream = getattr(self.answerer, "stream", None)
         if stream is None:
             draft = self.answerer.answer(query, hits)

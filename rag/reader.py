@@ -8,8 +8,9 @@ all-MiniLM-L6-v2 (the packaged model) fine-tuned on the 1,477 questions of
 weights, and shipped in ``rag/models/reader/`` (23 MB), so nothing is downloaded.
 
 The retriever's second stage asks it about its best few candidates (``Config.reader_candidates``),
-unless the best leads clearly (``Config.reader_skip_margin``), and adds ``Config.reader_weight``
-times its score; see eval/README.md for what that buys.
+unless the best leads clearly (``Config.reader_skip_margin``; ``answer_reader_skip_margin`` when
+ranking for an answer), and adds ``Config.reader_weight`` times its score; see eval/README.md
+for what that buys.
 """
 
 from __future__ import annotations

@@ -12,7 +12,8 @@
    bbc-dev.jsonl and bbc-dev2.jsonl (``eval/tune.py --fit``). What a question asks for is read
    in rag/questions.py. Then the reader (rag/reader.py, a cross-encoder that reads question and
    sentence together) scores the best few, and its score is added with ``Config.reader_weight``;
-   it is skipped when the best candidate already leads by ``Config.reader_skip_margin``.
+   it is skipped when the best candidate already leads by ``Config.reader_skip_margin`` (for an
+   answer, by ``Config.answer_reader_skip_margin``: asking has more time than retrieving).
 4. Near-identical sentences from different articles collapse into one hit (``also_in``).
 """
 
@@ -74,8 +75,12 @@ class HybridRetriever:
             return filters
         return Filters(filters.sources, found[0], found[1], filters.article_ids, undated=True)
 
-    def retrieve(self, question: str, k: int = 10, filters: Filters | None = None, vector: np.ndarray | None = None) -> list[Hit]:
+    def retrieve(self, question: str, k: int = 10, filters: Filters | None = None, vector: np.ndarray | None = None,
+                 for_answer: bool = False) -> list[Hit]:
         """The ``k`` best sentences for ``question``; a compound question is searched part by part.
+
+        ``for_answer``: rank for an answer, which affords more time: more candidates
+        (``Config.answer_candidates``) and more of the reader (``Config.answer_reader_skip_margin``).
 
         "How many X ..., and why did Y ...?" asks two things, often answered in two articles: each
         part is retrieved on its own (with its own answer type), and the lists are interleaved,
@@ -83,9 +88,10 @@ class HybridRetriever:
         """
         parts = sub_questions(question)
         if len(parts) == 1:
-            return self._retrieve(question, k, filters, vector)
+            return self._retrieve(question, k, filters, vector, for_answer)
         vectors = self.embedder.embed(parts)
-        lists = [[replace(h, part=i) for h in self._retrieve(p, k, filters, v)] for i, (p, v) in enumerate(zip(parts, vectors))]
+        lists = [[replace(h, part=i) for h in self._retrieve(p, k, filters, v, for_answer)]
+                 for i, (p, v) in enumerate(zip(parts, vectors))]
         merged, seen = [], set()
         for rank in range(k):
             at_rank = [hits[rank] for hits in lists if rank < len(hits)]
@@ -95,19 +101,21 @@ class HybridRetriever:
                     merged.append(h)
         return merged[:k]
 
-    def _retrieve(self, question: str, k: int, filters: Filters | None, vector: np.ndarray | None) -> list[Hit]:
+    def _retrieve(self, question: str, k: int, filters: Filters | None, vector: np.ndarray | None,
+                  for_answer: bool = False) -> list[Hit]:
         filters = self.effective_filters(question, filters)
         lib = self.store.library()
         if not lib.order:
             return []
         self.store.ensure_lexical()
         cfg = self.config
+        n_candidates = cfg.answer_candidates if for_answer else cfg.candidates
         if vector is None:
             vector = self.embedder.embed([question])[0]
 
         allowed = lib.allowed(filters)
         cands: dict[tuple[str, int], _Candidate] = {}
-        for rank, (article_id, idx, sim) in enumerate(self._dense(vector, cfg.candidates, filters, allowed)):
+        for rank, (article_id, idx, sim) in enumerate(self._dense(vector, n_candidates, filters, allowed)):
             for i in idx:
                 c = cands.setdefault((article_id, i), _Candidate(article_id, i))
                 if c.dense is None:
@@ -116,7 +124,7 @@ class HybridRetriever:
         mask = None
         if allowed is not None:
             mask = np.fromiter((a in allowed for a, _ in lib.order), dtype=np.float32, count=len(lib.order))
-        for rank, (doc, score) in enumerate(self.store.lexical.search(question, cfg.candidates, mask)):
+        for rank, (doc, score) in enumerate(self.store.lexical.search(question, n_candidates, mask)):
             a, i = lib.order[doc]
             c = cands.setdefault((a, i), _Candidate(a, i))
             c.bm25, c.bm25_rank = score, rank
@@ -127,7 +135,8 @@ class HybridRetriever:
             c.score = sum(1.0 / (RRF_K + r) for r in (c.dense_rank, c.bm25_rank) if r is not None)
         ranked = sorted(cands.values(), key=lambda c: -c.score)
         if cfg.rerank:
-            ranked = self._rescore(question, vector, self._expand(ranked, cands))
+            margin = cfg.answer_reader_skip_margin if for_answer else cfg.reader_skip_margin
+            ranked = self._rescore(question, vector, self._expand(ranked, cands), margin)
         return self._hits(self._dedup(ranked, k), k)
 
     def _dense(self, vector: np.ndarray, n: int, filters: Filters, allowed: set[str] | None) -> list[tuple[str, list[int], float]]:
@@ -247,12 +256,14 @@ class HybridRetriever:
             ))
         return kept, np.asarray(rows, dtype=np.float64).reshape(len(kept), len(self.FEATURES))
 
-    def _rescore(self, question: str, vector: np.ndarray, ranked: list[_Candidate]) -> list[_Candidate]:
+    def _rescore(self, question: str, vector: np.ndarray, ranked: list[_Candidate],
+                 margin: float | None) -> list[_Candidate]:
+        """Rank by the weighted features, then add the reader's score unless the best leads by over ``margin``."""
         kept, x = self.features(question, vector, ranked)
         for c, s in zip(kept, x @ np.asarray(self.config.rerank_weights, dtype=np.float64)):
             c.score = float(s)
         kept = sorted(kept, key=lambda c: -c.score)
-        n, margin = self.config.reader_candidates, self.config.reader_skip_margin
+        n = self.config.reader_candidates
         clear_lead = margin is not None and len(kept) > 1 and kept[0].score - kept[1].score > margin
         if self.reader is not None and n > 0 and kept and not clear_lead:
             # The reader is the costly part (about 12 ms a sentence on two cores), so it reads only the

@@ -110,6 +110,20 @@ def test_run_scores_right_and_wrong_answers_and_writes_the_report(desk, tmp_path
     assert f"cited instead [1] ({wrong_q1['answer']['citations'][0]['article_id']}" in failures
 
 
+def test_retrieval_is_scored_on_what_retrieve_returns_and_answers_on_what_ask_does(tmp_path):
+    corpus = write_corpus(tmp_path / "corpus", ARTICLES)
+    # A retrieval weighs one candidate per retriever, an answer twenty: their rankings differ.
+    config = Config(corpus=corpus, index=tmp_path / "index", granularity="sentence", candidates=1, answer_candidates=20,
+                    expand_articles=0)
+    d = Newsdesk(config, embedder=FakeEmbedder())
+    d.ingest()
+    predictions, _ = run(d, [QUESTIONS[0]])
+    q = QUESTIONS[0]["question"]
+    assert [r["sentence"] for r in predictions[0]["retrieved"]] == [h.text for h in d.retrieve(q)]
+    assert len(predictions[0]["retrieved"]) <= 2 < len(d.ask(q).hits)
+    assert predictions[0]["answer"] == {**d.ask(q).to_dict(), "seconds": predictions[0]["answer"]["seconds"]}
+
+
 def test_load_questions_reports_the_bad_line(tmp_path):
     f = tmp_path / "q.jsonl"
     write_questions(f, [QUESTIONS[0], {**QUESTIONS[1], "type": "yes/no"}])

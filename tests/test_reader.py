@@ -131,6 +131,25 @@ def test_the_reader_is_skipped_only_when_the_best_sentence_leads_clearly(tmp_pat
     assert len(read.read) == 3 and "reader" in hits[0].scores
 
 
+def test_an_answer_is_ranked_with_more_reading_than_a_retrieval(tmp_path, fake_embedder):
+    corpus = write_corpus(tmp_path / "corpus", ARTICLES)
+    config = Config(corpus=corpus, index=tmp_path / "index", reader_candidates=3, reader_weight=5.0)
+    desk = Newsdesk(config.with_(reader=False), embedder=fake_embedder)
+    desk.ingest()
+    question = "Did the bank hold interest rates?"
+    plain = desk.retrieve(question, k=10)
+    lead = plain[0].score - plain[1].score
+    # Retrieving has 50 ms, asking 300 ms: with this lead a retrieval skips the reader, an answer reads.
+    reader = KeywordReader(plain[2].text)
+    both = Newsdesk(config.with_(reader_skip_margin=lead / 2, answer_reader_skip_margin=lead * 2),
+                    embedder=fake_embedder, reader=reader)
+    assert [h.text for h in both.retrieve(question, k=10)] == [h.text for h in plain] and reader.read == []
+    answer = both.ask(question)
+    assert len(reader.read) == 3 and answer.hits[0].text == plain[2].text
+    assert answer.citations[0].sentence == plain[2].text  # the answer cites what the reader put first
+    assert both.retrieve(question, k=10, for_answer=True)[0].text == plain[2].text
+
+
 def test_warming_up_loads_the_reader_even_when_retrieval_would_skip_it(tmp_path, fake_embedder):
     corpus = write_corpus(tmp_path / "corpus", ARTICLES)
     reader = KeywordReader("never")

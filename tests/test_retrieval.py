@@ -104,6 +104,18 @@ def test_a_running_retriever_sees_an_edited_article_as_a_fresh_one_does(tmp_path
     assert "Arsenal won 2-1 at Highbury on Saturday." not in [text for text, _, _ in after]
 
 
+def test_an_answer_searches_wider_than_a_retrieval(tmp_path, fake_embedder):
+    corpus = write_corpus(tmp_path / "corpus", ARTICLES)
+    config = Config(corpus=corpus, index=tmp_path / "index", candidates=1, answer_candidates=20, expand_articles=0, reader=False)
+    desk = Newsdesk(config, embedder=fake_embedder)
+    desk.ingest()
+    question = "What did the Bank of England do with interest rates?"
+    # One dense and one lexical candidate for a retrieval; an answer, with more time, weighs twenty of each.
+    assert len(desk.retrieve(question, k=10)) <= 2
+    wide = desk.retrieve(question, k=10, for_answer=True)
+    assert len(wide) > 2 and [h.text for h in desk.ask(question).hits] == [h.text for h in wide]
+
+
 def test_an_index_too_big_to_cache_at_once_gives_the_same_hits(tmp_path, fake_embedder, monkeypatch):
     corpus = write_corpus(tmp_path / "corpus", ARTICLES)
     # Few dense candidates, so lexical-only and expanded ones need their stored vectors fetched.
