@@ -5,7 +5,8 @@ rag/corpus.py, and be one sentence as rag/sentences.py splits it; bbc-test and b
 held out (no article that bbc-dev uses, and bbc-test2 shares no article with bbc-test). bbc-dev2 is a
 second dev set on articles 001-200 that no other dev set uses, so it measures the engine on fresh questions.
 bbc-train (the questions the reader model is trained on and the second-stage weights fitted on)
-uses articles no other set uses, none of them a copy of a held-out article.
+uses articles no other set uses, none of them a copy of a held-out article. bbc-test3 and bbc-test4
+use articles numbered above 200 that no other set uses, none a copy of another set's article.
 """
 
 import re
@@ -30,6 +31,7 @@ SETS = {
     "bbc-test.jsonl": BBC,
     "bbc-test2.jsonl": BBC,
     "bbc-test3.jsonl": BBC,
+    "bbc-test4.jsonl": BBC,
 }
 
 
@@ -100,6 +102,10 @@ def test_ids_and_questions_are_unique_and_the_test_set_is_held_out():
     test3 = _articles_of("bbc-test3.jsonl")
     assert all(number(d) > 200 for d in test3)
     assert not test3 & set().union(*(f for name, f in files.items() if name != "bbc-test3.jsonl"), train_files, {q["about"] for q in unanswerable})
+    # bbc-test4 (session 10): the same, and one question per article.
+    test4 = _articles_of("bbc-test4.jsonl")
+    assert all(number(d) > 200 for d in test4) and len(test4) == len(load_questions(QUESTIONS / "bbc-test4.jsonl"))
+    assert not test4 & set().union(*(f for name, f in files.items() if name != "bbc-test4.jsonl"), train_files, {q["about"] for q in unanswerable})
     assert len(load_questions(QUESTIONS / "bbc-dev.jsonl")) >= 60 and len(load_questions(QUESTIONS / "seeds.jsonl")) >= 15
 
 
@@ -124,13 +130,15 @@ def _copies(corpora, docs: set[str], others: set[str]) -> list[str]:
     return [d for d in docs if articles[d].title.lower() in titles or sentences(d) & seen]
 
 
-def test_the_third_held_out_set_shares_no_title_or_sentence_with_any_other_set(corpora):
-    """bbc-test3's articles were chosen so: no other set's article is a copy of one of them."""
-    others = set().union(*(_articles_of(name) for name in SETS if SETS[name] is BBC and name != "bbc-test3.jsonl"))
-    assert not _copies(corpora, _articles_of("bbc-test3.jsonl"), others)
+@pytest.mark.parametrize("held_out", ["bbc-test3.jsonl", "bbc-test4.jsonl"])
+def test_the_newer_held_out_sets_share_no_title_or_sentence_with_any_other_set(held_out, corpora):
+    """bbc-test3's and bbc-test4's articles were chosen so: no other set's article is a copy of one of them."""
+    others = set().union(*(_articles_of(name) for name in SETS if SETS[name] is BBC and name != held_out))
+    assert not _copies(corpora, _articles_of(held_out), others)
 
 
 def test_the_training_articles_share_no_title_or_sentence_with_a_held_out_article(corpora):
     """A training article must not be a copy of a held-out one."""
-    held = {e["doc"] for name in ("bbc-test.jsonl", "bbc-test2.jsonl", "bbc-test3.jsonl") for q in load_questions(QUESTIONS / name) for e in q["evidence"]}
+    held = {e["doc"] for name in ("bbc-test.jsonl", "bbc-test2.jsonl", "bbc-test3.jsonl", "bbc-test4.jsonl")
+            for q in load_questions(QUESTIONS / name) for e in q["evidence"]}
     assert not _copies(corpora, _articles_of("bbc-train.jsonl"), held)
