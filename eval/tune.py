@@ -86,8 +86,8 @@ class _Recorder(HybridRetriever):
     last: tuple = ((), None)
 
     def features(self, question, vector, ranked, every=True):
-        # every feature, weighted 0 or not: the fit may give any of them a weight
-        self.last = super().features(question, vector, ranked, every=True)
+        # every feature by default, weighted 0 or not: the fit may give any of them a weight
+        self.last = super().features(question, vector, ranked, every=every)
         return self.last
 
 
@@ -97,7 +97,9 @@ def collect_rows(desk: Newsdesk, config: Config, questions, vectors, golds) -> l
     lib = desk.store.library()
     out = []
     for q, v, g in zip(questions, vectors, golds):
-        recorder.retrieve(q["question"], k=10, vector=v)
+        # The candidates an answer is ranked from (Config.answer_candidates): the weights and the
+        # reader serve answers and retrieval alike, and the shipped ones were fitted on these.
+        recorder.retrieve(q["question"], k=10, vector=v, for_answer=True)
         kept, x = recorder.last
         gold = [any(M.matches(M.Span(c.article_id, s.start, s.end, s.text), span) for span in g)
                 for c in kept for s in [lib.sentence(c.article_id, c.index)]]

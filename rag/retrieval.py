@@ -198,8 +198,8 @@ class HybridRetriever:
 
         Headlines are dropped: a headline names the story but rarely answers; it scores through
         the title terms instead. A feature whose weight is 0 is left at 0 unless ``every`` (for
-        fitting the weights, eval/tune.py): the second stage runs on about 200 candidates a
-        question, and each skipped pattern search saves time on every one.
+        fitting the weights, eval/tune.py): the second stage scores about 100 candidates a
+        question when retrieving and 200 when answering, and each skipped search saves time on each.
         """
         cache = self._index()
         lib = cache.lib
