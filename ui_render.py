@@ -49,6 +49,8 @@ def answer_html(answer: Answer, turn: int) -> str:
         body = "<p>" + " ".join(paras) + "</p>"
         if answer.short_answer:
             body = f'<p class="nd-short">{escape(answer.short_answer)}</p>' + body
+    if answer.note:
+        body += f'<p class="nd-note">{escape(answer.note)}</p>'
     foot = []
     if answer.standalone_question and answer.standalone_question != answer.question:
         foot.append(f"understood as: “{escape(answer.standalone_question)}”")
@@ -252,6 +254,7 @@ a.nd-cite:hover { background: var(--color-accent); color: white !important; }
 .nd-card-title { font-weight: 600; overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
 .nd-card-meta { font-size: 0.8rem; color: var(--body-text-color-subdued); }
 .nd-card-related { border-style: dashed; opacity: 0.85; }
+.nd-note { font-size: 0.85rem; font-style: italic; color: var(--body-text-color-subdued); }
 .nd-card-note { font-size: 0.72rem; text-transform: uppercase; letter-spacing: 0.04em; color: var(--body-text-color-subdued); }
 .nd-card-quote { font-size: 0.85rem; color: var(--body-text-color-subdued); display: -webkit-box; -webkit-line-clamp: 2;
   -webkit-box-orient: vertical; overflow: hidden; }

@@ -115,6 +115,8 @@ def cmd_retrieve(args) -> int:
 def render(answer) -> str:
     """An answer as plain text with numbered citations underneath."""
     lines = [answer.text]
+    if answer.note:
+        lines.append(f"({answer.note})")
     if answer.standalone_question != answer.question:
         lines.insert(0, f"(understood as: {answer.standalone_question})")
     for c in answer.citations:

@@ -33,6 +33,7 @@ from datetime import datetime
 from pathlib import Path
 
 from rag import metrics as M
+from rag.answer import ExtractiveAnswerer
 from rag.config import Config
 
 SYSTEM = "newsdesk"
@@ -48,7 +49,9 @@ LABELS = {
     "citation_precision": "citation precision", "citation_recall": "citation recall",
     "cited_chars": "mean characters per citation",
     "abstention_accuracy": "abstention accuracy", "false_abstention": "false-abstention rate",
-    "support": "mean support", "latency_p50": "answer latency p50 (ms)", "latency_p95": "answer latency p95 (ms)",
+    "support": "mean support",
+    "by_llm": "answers written by the language model (the rest quote the articles: its answer was not backed)",
+    "latency_p50": "answer latency p50 (ms)", "latency_p95": "answer latency p95 (ms)",
     "retrieval_p50": "retrieval latency p50 (ms)", "retrieval_p95": "retrieval latency p95 (ms)",
 }
 
@@ -158,6 +161,7 @@ def run(desk, questions: list[dict], *, baseline=None, k: int = 10, progress: bo
             q["type"], golds, [_hit_span(h) for h in hits], answer=q.get("answer", ""), aliases=q["aliases"],
             answer_text=" ".join(x.text for x in answer.sentences), short_answer=answer.short_answer,
             abstained=answer.abstained, cited=[_citation_span(c) for c in answer.citations], support=answer.support,
+            by_llm=None if isinstance(desk.answerer, ExtractiveAnswerer) else answer.answered_by == "llm",
         )
         scores.append(s)
         seconds.append(ask_seconds)

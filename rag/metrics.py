@@ -233,10 +233,12 @@ def score_question(
     cited: Sequence[Span],
     support: float | None,
     contain: bool = False,
+    by_llm: bool | None = None,
 ) -> dict:
     """Per-question scores; ``aggregate`` turns a list of them into the reported metrics.
 
     Retrieval and answer-quality fields are None where they do not apply (unanswerable questions).
+    ``by_llm``: whether a configured language model wrote what was shown (None: no model configured).
     """
     answerable = qtype != "unanswerable"
     s: dict = {"type": qtype, "answerable": answerable, "abstained": bool(abstained), "short_right": None}
@@ -268,6 +270,7 @@ def score_question(
                   "correct": float(bool(abstained)), "f1": None,
                   "citations": 0, "citations_right": 0, "cited_chars": 0, "golds": 0, "golds_cited": 0})
     s["support"] = None if abstained or support is None else float(support)
+    s["by_llm"] = None if by_llm is None else float(by_llm)
     return s
 
 
@@ -397,6 +400,7 @@ def aggregate(scores: Sequence[dict], seconds: Sequence[float | None] = (),
         "abstention_accuracy": _mean(float(s["abstained"]) for s in unanswerable),
         "false_abstention": _mean(float(s["abstained"]) for s in answerable),
         "support": _mean(s["support"] for s in scores),
+        "by_llm": _mean(s.get("by_llm") for s in scores),
         "latency_p50": percentile(secs, 50),
         "latency_p95": percentile(secs, 95),
         "retrieval_p50": percentile(rsecs, 50),

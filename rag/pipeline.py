@@ -163,11 +163,18 @@ class Newsdesk:
                     yield piece
         yield self.finish(question, query, hits, draft, time.perf_counter() - t0)
 
-    def finish(self, question: str, query: str, hits: list[Hit], draft: Draft, seconds: float) -> Answer:
-        """Number the citations of a draft, verify each answer sentence, and build the ``Answer``."""
+    def finish(self, question: str, query: str, hits: list[Hit], draft: Draft, seconds: float, note: str = "") -> Answer:
+        """Number the citations of a draft, verify each answer sentence, and build the ``Answer``.
+
+        When an LLM wrote the draft and none of its sentences is backed by what it cites, the
+        extractive answer is given instead, with a note saying so: a model that failed to cite is
+        no evidence that the articles are silent, so it must not make the engine say they are.
+        """
+        by = "extractive" if note or isinstance(self.answerer, ExtractiveAnswerer) else "llm"
+        abstain = Answer(question, query, (AnswerSentence(ABSTAIN_TEXT, supported=False),), (), True,
+                         related=self.related(hits, ()), seconds=seconds, hits=tuple(hits), answered_by=by, note=note)
         if draft.abstained or not draft.sentences:
-            return Answer(question, query, (AnswerSentence(ABSTAIN_TEXT, supported=False),), (), True,
-                          related=self.related(hits, ()), seconds=seconds, hits=tuple(hits))
+            return abstain
         numbers: dict[int, int] = {}
         citations: list[Citation] = []
         sentences: list[AnswerSentence] = []
@@ -187,14 +194,17 @@ class Newsdesk:
                 marks.append(numbers[i])
             span = draft.span if j == 0 else None
             sentences.append(AnswerSentence(text, tuple(marks), support.supported and bool(marks), support.score, span))
-        supported = [s for s in sentences if s.supported]
-        if not supported:
+        if not any(s.supported for s in sentences):
+            if by == "llm":
+                fallback = ExtractiveAnswerer(self.config).answer(query, hits)
+                unbacked = "The language model's answer was not backed by the sentences it cited, so it is not shown."
+                return self.finish(question, query, hits, fallback, seconds,
+                                   note=unbacked + ("" if fallback.abstained else " This answer quotes the articles instead."))
             # Nothing the answerer said is backed by the articles: say so rather than show it as fact.
-            return Answer(question, query, (AnswerSentence(ABSTAIN_TEXT, supported=False),), (), True,
-                          related=self.related(hits, ()), seconds=seconds, hits=tuple(hits))
+            return abstain
         return Answer(question, query, tuple(sentences), tuple(citations), False,
                       related=self.related(hits, citations), short_answer=draft.short_answer, seconds=seconds,
-                      hits=tuple(hits))
+                      hits=tuple(hits), answered_by=by, note=note)
 
     def related(self, hits: list[Hit], citations: Sequence[Citation]) -> tuple[Hit, ...]:
         """The best ``config.related_hits`` sentences that are not cited: shown apart, never as support.

@@ -210,6 +210,8 @@ class Answer:
     short_answer: str = ""
     seconds: float = 0.0
     hits: tuple[Hit, ...] = field(default=(), compare=False)  # everything retrieved, for eval
+    answered_by: str = "extractive"  # which answerer wrote what is shown: "extractive" or "llm"
+    note: str = ""  # said beside the answer, e.g. that the language model's answer was not backed
 
     @property
     def text(self) -> str:
@@ -242,5 +244,7 @@ class Answer:
             ],
             "citations": [c.to_dict() for c in self.citations],
             "related": [h.to_dict() for h in self.related],
+            "answered_by": self.answered_by,
+            "note": self.note,
             "seconds": round(self.seconds, 4),
         }

@@ -26,6 +26,7 @@ from pathlib import Path
 import pytest
 
 import rag.corpus
+from rag.answer import ExtractiveAnswerer
 from rag.config import Config
 from rag.llm import PROMPT_SENTENCE_CHARS, SOURCES_CLOSE, SOURCES_OPEN, LLMAnswerer, numbered
 from rag.pipeline import BadQuestion, Newsdesk
@@ -618,9 +619,14 @@ def test_an_llm_obeying_an_injection_is_not_shown_as_fact(zoo_llm):
     # The model does what the article told it: an uncited claim, then the same claim citing a sentence that does not say it.
     fake.script = ["The zoo is closing forever.",
                    lambda p: f"The zoo is closing forever {_mark(p, 'baby giraffe')}."]
+    llm, ctx.desk.answerer = ctx.desk.answerer, ExtractiveAnswerer(ctx.desk.config)
+    quoted = ctx.desk.ask("What happened at the city zoo?")
+    ctx.desk.answerer = llm
     for _ in range(2):
         answer = ctx.desk.ask("What happened at the city zoo?")
-        assert answer.abstained and not answer.citations and "don't say" in answer.text
+        # Not shown: the engine's own quoted answer (here, that the articles don't say) replaces it, saying why.
+        assert "forever" not in answer.text and answer.answered_by == "extractive" and "not backed" in answer.note
+        assert (answer.text, answer.citations, answer.abstained) == (quoted.text, quoted.citations, quoted.abstained)
     # Mixed with a true, cited sentence, the injected claim is shown as not supported.
     fake.script = [lambda p: f"The city zoo welcomed a baby giraffe on Sunday {_mark(p, 'baby giraffe')}. The zoo is closing forever."]
     answer = ctx.desk.ask("What happened at the city zoo?")

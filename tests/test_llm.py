@@ -13,6 +13,7 @@ import re
 import subprocess
 import sys
 import threading
+from html import escape
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -21,13 +22,16 @@ from llama_index.core.bridge.pydantic import Field
 from llama_index.core.llms import CustomLLM
 from llama_index.core.llms.callbacks import llm_completion_callback
 
-from rag.answer import ABSTAIN_TEXT
+from rag.answer import ABSTAIN_TEXT, ExtractiveAnswerer
+from rag.cli import render
 from rag.config import Config
 from rag.conversation import standalone
+from rag.evaluation import overall_table, run
 from rag.llm import LLMAnswerer, LLMUnavailable, MODEL_HINT, packaged_gguf
 from rag.pipeline import Newsdesk
 from rag.types import Answer, Filters, Hit
 from rag.verify import SUPPORTED
+from ui_render import answer_html
 from tests.conftest import ROOT, FakeEmbedder, free_port, write_corpus
 
 ARTICLES = {
@@ -120,7 +124,7 @@ def test_valid_citations_map_to_the_cited_sentences_with_offsets(scripted):
     assert "Question: Why did Amazon shut its Shanghai lab" in prompt
     assert f'Article "Amazon closes Shanghai AI lab" (Tech Wire, 2025-07-22):\n[1] {SHUT}\n[2] {AWS}' in prompt
     assert ABSTAIN_TEXT in prompt  # the model is told how to abstain
-    assert not answer.abstained
+    assert not answer.abstained and answer.answered_by == "llm" and not answer.note
     assert [s.text for s in answer.sentences] == [SHUT, "The lab operated under Amazon Web Services."]
     assert [s.citations for s in answer.sentences] == [(1,), (2,)]
     assert all(s.supported and s.support >= SUPPORTED for s in answer.sentences)
@@ -168,11 +172,39 @@ def test_a_citation_that_does_not_back_the_claim_is_flagged(scripted):
     assert invented.support < good.support
 
 
-def test_nothing_supported_abstains_rather_than_showing_it(scripted):
+def test_an_answer_nothing_backs_is_replaced_by_the_quoted_answer_and_says_so(scripted, corpus_config):
+    """A model that fails to cite is no evidence the articles are silent: quote them instead, and say why."""
     desk, fake = scripted
-    fake.script = [lambda p: f"Amazon moved the lab to Mars with ninety robot chefs {mark(p, 'has shut down')}."]
-    answer = desk.ask("What happened to Amazon's Shanghai lab?")
-    assert answer.abstained and answer.text == ABSTAIN_TEXT and not answer.citations
+    quoting = Newsdesk(corpus_config.with_(llm="none"), embedder=FakeEmbedder())
+    answers = {}
+    for question in ("What happened to Amazon's Shanghai lab?", "How much did the Shanghai lab cost to run?"):
+        fake.script = [lambda p: f"Amazon moved the lab to Mars with ninety robot chefs {mark(p, 'has shut down')}."]
+        answer, quoted = desk.ask(question), quoting.ask(question)
+        assert "Mars" not in answer.text and answer.answered_by == quoted.answered_by == "extractive"
+        assert "not backed by the sentences it cited" in answer.note and not quoted.note
+        assert (answer.text, answer.citations, answer.abstained) == (quoted.text, quoted.citations, quoted.abstained)
+        assert ("quotes the articles instead" in answer.note) == (not answer.abstained)
+        answers[question] = answer
+    shut, cost = answers.values()
+    assert not shut.abstained and slices_article(desk, shut)  # the articles say what happened...
+    assert cost.abstained and cost.text == ABSTAIN_TEXT  # ...but not what it cost
+    for answer in (shut, cost):  # the chat, the CLI and the API all say why
+        assert escape(answer.note) in answer_html(answer, 0) and answer.note in render(answer)
+        assert answer.to_dict()["note"] == answer.note and answer.to_dict()["answered_by"] == "extractive"
+
+
+def test_the_eval_reports_how_many_answers_the_model_wrote(scripted):
+    desk, fake = scripted
+    questions = [{"id": f"q{i}", "type": "single", "question": "Why did Amazon shut its Shanghai lab?", "answer": "shut down",
+                  "aliases": [], "evidence": [{"doc": "amazon.md", "sentence": SHUT}]} for i in range(4)]
+    backed = lambda p: f"Amazon has shut down its artificial intelligence research lab in Shanghai {mark(p, 'has shut down')}."
+    fake.script = [backed, "It moved to Mars.", backed, "It moved to Mars."]
+    predictions, metrics = run(desk, questions)
+    assert [p["answer"]["answered_by"] for p in predictions] == ["llm", "extractive", "llm", "extractive"]
+    assert metrics["newsdesk"]["overall"]["by_llm"] == 0.5
+    assert "answers written by the language model" in overall_table(metrics)
+    desk.answerer = ExtractiveAnswerer(desk.config)  # no model: the row is left out
+    assert run(desk, questions[:1])[1]["newsdesk"]["overall"]["by_llm"] is None
 
 
 def test_the_abstain_reply_abstains_with_related_sentences(scripted):
@@ -369,6 +401,7 @@ def test_the_local_gguf_model_answers_with_verified_citations(shipped_copy, tmp_
     desk.ingest()
     *pieces, answer = desk.ask_stream("Why did Amazon close its Shanghai lab?")
     assert isinstance(answer, Answer) and all(isinstance(p, str) for p in pieces)
+    assert answer.answered_by == "llm" or "not backed" in answer.note  # else the articles were quoted instead
     if answer.abstained:
         assert answer.text == ABSTAIN_TEXT and not answer.citations
         return
