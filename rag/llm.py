@@ -322,7 +322,7 @@ class ReplyParser:
         pieces = self.pieces(reply, n)
         if cut and len(pieces) > 1:
             pieces = pieces[:-1]
-        if not pieces or is_abstain(pieces[0][0], whole=False):
+        if pieces and is_abstain(pieces[0][0], whole=False):
             return Draft(abstained=True)
         sentences: list[tuple[str, list[int]]] = []
         for clean, cited in pieces:
@@ -330,7 +330,11 @@ class ReplyParser:
                 continue
             sentences.append((clean, cited))
         sentences = sentences[: self.max_sentences]
-        return Draft(sentences=sentences) if sentences else Draft(abstained=True)
+        if not sentences and any(is_abstain(clean) for clean, _ in pieces):
+            return Draft(abstained=True)
+        # An empty reply (or only a lead-in) is no answer, but no abstention either: the pipeline
+        # gives the quoted answer instead.
+        return Draft(sentences=sentences)
 
     def enough(self, reply: str) -> bool:
         """True once the reply being generated already holds all the parser will use, or loops."""

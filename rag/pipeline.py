@@ -166,14 +166,15 @@ class Newsdesk:
     def finish(self, question: str, query: str, hits: list[Hit], draft: Draft, seconds: float, note: str = "") -> Answer:
         """Number the citations of a draft, verify each answer sentence, and build the ``Answer``.
 
-        When an LLM wrote the draft and none of its sentences is backed by what it cites, the
-        extractive answer is given instead, with a note saying so: a model that failed to cite is
-        no evidence that the articles are silent, so it must not make the engine say they are.
+        When an LLM wrote the draft and none of its sentences is backed by what it cites (or it
+        wrote nothing usable), the extractive answer is given instead, with a note saying so: a
+        model that failed to cite is no evidence that the articles are silent, so it must not make
+        the engine say they are. Only the model's own "The articles don't say." abstains.
         """
         by = "extractive" if note or isinstance(self.answerer, ExtractiveAnswerer) else "llm"
         abstain = Answer(question, query, (AnswerSentence(ABSTAIN_TEXT, supported=False),), (), True,
                          related=self.related(hits, ()), seconds=seconds, hits=tuple(hits), answered_by=by, note=note)
-        if draft.abstained or not draft.sentences:
+        if draft.abstained:
             return abstain
         numbers: dict[int, int] = {}
         citations: list[Citation] = []
@@ -197,7 +198,7 @@ class Newsdesk:
         if not any(s.supported for s in sentences):
             if by == "llm":
                 fallback = ExtractiveAnswerer(self.config).answer(query, hits)
-                unbacked = "The language model's answer was not backed by the sentences it cited, so it is not shown."
+                unbacked = "The language model gave no answer backed by the sentences it cited, so none is shown from it."
                 return self.finish(question, query, hits, fallback, seconds,
                                    note=unbacked + ("" if fallback.abstained else " This answer quotes the articles instead."))
             # Nothing the answerer said is backed by the articles: say so rather than show it as fact.

@@ -625,7 +625,7 @@ def test_an_llm_obeying_an_injection_is_not_shown_as_fact(zoo_llm):
     for _ in range(2):
         answer = ctx.desk.ask("What happened at the city zoo?")
         # Not shown: the engine's own quoted answer (here, that the articles don't say) replaces it, saying why.
-        assert "forever" not in answer.text and answer.answered_by == "extractive" and "not backed" in answer.note
+        assert "forever" not in answer.text and answer.answered_by == "extractive" and "no answer backed" in answer.note
         assert (answer.text, answer.citations, answer.abstained) == (quoted.text, quoted.citations, quoted.abstained)
     # Mixed with a true, cited sentence, the injected claim is shown as not supported.
     fake.script = [lambda p: f"The city zoo welcomed a baby giraffe on Sunday {_mark(p, 'baby giraffe')}. The zoo is closing forever."]

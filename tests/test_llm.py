@@ -77,7 +77,7 @@ class ScriptedLLM(CustomLLM):
         text = self._next(prompt)
 
         def pieces():
-            for i in range(0, len(text), 3):
+            for i in range(0, max(len(text), 1), 3):  # an empty reply still ends with one (empty) piece
                 yield CompletionResponse(text=text[: i + 3], delta=text[i : i + 3])
 
         return pieces()
@@ -181,7 +181,7 @@ def test_an_answer_nothing_backs_is_replaced_by_the_quoted_answer_and_says_so(sc
         fake.script = [lambda p: f"Amazon moved the lab to Mars with ninety robot chefs {mark(p, 'has shut down')}."]
         answer, quoted = desk.ask(question), quoting.ask(question)
         assert "Mars" not in answer.text and answer.answered_by == quoted.answered_by == "extractive"
-        assert "not backed by the sentences it cited" in answer.note and not quoted.note
+        assert "no answer backed by the sentences it cited" in answer.note and not quoted.note
         assert (answer.text, answer.citations, answer.abstained) == (quoted.text, quoted.citations, quoted.abstained)
         assert ("quotes the articles instead" in answer.note) == (not answer.abstained)
         answers[question] = answer
@@ -306,11 +306,24 @@ def test_replies_become_sentences_citing_hit_indices(reply, n, expected):
     assert not draft.abstained and draft.sentences == expected
 
 
-@pytest.mark.parametrize("reply", ["The articles don't say.", "the articles don’t say", '"The articles do not say." [1]', "", "[1]"])
+@pytest.mark.parametrize("reply", ["The articles don't say.", "the articles don’t say", '"The articles do not say." [1]'])
 def test_abstain_replies_are_recognised(reply):
     from rag.llm import ReplyParser
 
     assert ReplyParser().parse(reply, 3).abstained
+
+
+@pytest.mark.parametrize("reply", ["", "[1]", "The articles say:"])
+def test_an_empty_reply_is_no_answer_and_no_abstention(scripted, reply):
+    """A model that wrote nothing has not found the articles silent: the quoted answer is given instead."""
+    from rag.llm import ReplyParser
+
+    draft = ReplyParser().parse(reply, 3)
+    assert not draft.abstained and not draft.sentences
+    desk, fake = scripted
+    fake.script = [reply]
+    answer = desk.ask("What happened to Amazon's Shanghai lab?")
+    assert not answer.abstained and answer.answered_by == "extractive" and "no answer backed" in answer.note
 
 
 # --- an OpenAI-compatible server on loopback -----------------------------------------------
@@ -401,7 +414,7 @@ def test_the_local_gguf_model_answers_with_verified_citations(shipped_copy, tmp_
     desk.ingest()
     *pieces, answer = desk.ask_stream("Why did Amazon close its Shanghai lab?")
     assert isinstance(answer, Answer) and all(isinstance(p, str) for p in pieces)
-    assert answer.answered_by == "llm" or "not backed" in answer.note  # else the articles were quoted instead
+    assert answer.answered_by == "llm" or "no answer backed" in answer.note  # else the articles were quoted instead
     if answer.abstained:
         assert answer.text == ABSTAIN_TEXT and not answer.citations
         return
