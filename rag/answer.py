@@ -51,20 +51,29 @@ def confidence(question: str, hit: Hit) -> float:
 _TYPED = ("money", "number", "date", "year", "person", "org", "place")
 
 
-def holds_answer(question: str, hit: Hit, tagged: bool = True) -> bool | None:
-    """Does ``hit`` hold an answer of the kind asked for (a sum, a figure, a date, a person, a
+def holds_answer(question: str, text: str, entities: list[tuple[str, str]], tagged: bool = True) -> bool | None:
+    """Does ``text`` hold an answer of the kind asked for (a sum, a figure, a date, a person, a
     firm, a place) that the question does not already name? None when nothing can be checked:
     the question asks for no such kind (a reason, a description), or it asks for a person, firm
-    or place and the index has no entities (``tagged`` False).
+    or place and there are no entities (``tagged`` False). ``entities``: ``(text, label)`` pairs.
+
+    >>> holds_answer("Who runs the lab?", "The lab is run by Wang Minjie.", [("Wang Minjie", "PERSON")])
+    True
+    >>> holds_answer("Who runs the lab?", "The lab has a new head.", [])
+    False
     """
     kind = entity_kind(question)
     if kind not in _TYPED or (not tagged and kind in ("person", "org", "place")):
         return None
     asked = question_words(question)
-    if kind in ("money", "number", "date", "year") and has_new_answer(kind, hit.text, asked):
+    if kind in ("money", "number", "date", "year") and has_new_answer(kind, text, asked):
         return True
-    found = [(hit.text[e.start - hit.start : e.end - hit.start], e.label) for e in hit.entities]
-    return has_new_entity(kind, found, asked)
+    return has_new_entity(kind, entities, asked)
+
+
+def entity_texts(hit: Hit) -> list[tuple[str, str]]:
+    """A retrieved sentence's named entities as ``(text, label)`` pairs."""
+    return [(hit.text[e.start - hit.start : e.end - hit.start], e.label) for e in hit.entities]
 
 
 def answer_span(question: str, sentence: str, entities=()) -> tuple[int, int] | None:
@@ -175,7 +184,8 @@ class ExtractiveAnswerer:
         if max(conf[i] for i in order[: max(1, self.config.confident_hits)]) < self.config.abstain_threshold:
             return Draft(abstained=True)
         n = self.config.typed_abstain_hits  # 0: off
-        if n and not any(holds_answer(question, hits[i], self.config.tags_entities) is not False for i in order[:n]):
+        if n and not any(holds_answer(question, hits[i].text, entity_texts(hits[i]), self.config.tags_entities) is not False
+                         for i in order[:n]):
             # "How much did Amazon invest in the lab?" over articles that name no sum: the best
             # sentences are on topic, so confidence is high, but none holds what was asked for.
             return Draft(abstained=True)

@@ -38,11 +38,12 @@ def add_llm_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--llm-model", help="GGUF path (llamacpp) or model name (openai)")
     p.add_argument("--llm-url", help="OpenAI-compatible base URL, e.g. http://127.0.0.1:11434/v1")
     p.add_argument("--llm-api-key", help="API key for the OpenAI-compatible server")
+    p.add_argument("--llm-sentences", type=int, help="how many of the best sentences the model reads (default 10)")
 
 
 def config_from(args: argparse.Namespace, environ=None) -> Config:
     """Environment first, then flags that were given."""
-    fields = ("corpus", "index", "chroma_url", "granularity", "backend", "rerank", "reader", "llm", "llm_model", "llm_url", "llm_api_key")
+    fields = ("corpus", "index", "chroma_url", "granularity", "backend", "rerank", "reader", "llm", "llm_model", "llm_url", "llm_api_key", "llm_sentences")
     return Config.from_env(environ).with_(**{f: getattr(args, f, None) for f in fields})
 
 

@@ -80,6 +80,14 @@ class Config:
     llm_url: str | None = None  # OpenAI-compatible base URL
     llm_api_key: str | None = None
     llm_max_tokens: int = 256
+    # How many of the best retrieved sentences the model reads, numbered. A small local model
+    # cites the wrong number more often the more numbers it sees (measured: eval/README.md, session 12).
+    llm_sentences: int = 10
+    # Ask the model only when the extractive answerer would answer: the engine's abstention rule
+    # (tuned on the dev sets) decides whether the articles answer, not the model. A 0.5B model
+    # answered 3 of 18 unanswerable bbc-dev questions the rule declines, with backed but wrong
+    # claims (eval/README.md, session 12). False: the model is asked every time.
+    gate_llm: bool = True
     # Swept on the pooled dev sets (eval/tune.py --abstain) with the shipped embedder: the highest
     # threshold whose false abstention stays at the level of the one before it (eval/README.md, session 8).
     abstain_threshold: float = 0.34

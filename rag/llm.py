@@ -435,7 +435,8 @@ class LLMAnswerer:
         if not hits:
             yield Draft(abstained=True)  # nothing to cite: the model must not answer from memory
             return
-        messages, order = answer_messages(question, hits)
+        # The best first: the indices the model cites stay indices into ``hits``.
+        messages, order = answer_messages(question, hits[: self.config.llm_sentences])
         reply = ""
         shown = MarkerFilter()
         try:

@@ -20,7 +20,7 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from rag.answer import ABSTAIN_TEXT, Draft, ExtractiveAnswerer
+from rag.answer import ABSTAIN_TEXT, Draft, ExtractiveAnswerer, holds_answer
 from rag.config import Config
 from rag.conversation import standalone
 from rag.corpus import UnreadableFile, parse, read_bytes, upload_name
@@ -30,7 +30,7 @@ from rag.ingest import IngestReport, ingest
 from rag.reader import OnnxReader, Reader
 from rag.retrieval import HybridRetriever
 from rag.store import Store
-from rag.types import Answer, AnswerSentence, Article, Citation, Filters, Hit
+from rag.types import Answer, AnswerSentence, Article, Citation, Filters, Hit, Sentence
 from rag.verify import Verifier
 
 
@@ -58,6 +58,9 @@ class Newsdesk:
             reader = OnnxReader(config.reader_model)
         self.retriever = HybridRetriever(self.store, self.embedder, config, today=today, reader=reader)
         self.answerer = answerer or make_answerer(config)
+        # The quoted (extractive) answer: the answer without an LLM, the engine's abstention rule
+        # with one, and what is shown when the model's answer is not backed.
+        self.quoter = self.answerer if isinstance(self.answerer, ExtractiveAnswerer) else ExtractiveAnswerer(config)
         self.verifier = Verifier(self.embedder)
 
     # --- indexing ------------------------------------------------------------------------
@@ -137,8 +140,13 @@ class Newsdesk:
         history = check_history(history)
         query = self.rewrite(question, history)
         hits = self.retrieve(query, k=k, filters=filters, for_answer=True)
-        draft = self.answerer.answer(query, hits)
-        return self.finish(question, query, hits, draft, time.perf_counter() - t0)
+        quoted = self.quoter.answer(query, hits)
+        draft = quoted if self.skips_llm(quoted) else self.answerer.answer(query, hits)
+        return self.finish(question, query, hits, draft, time.perf_counter() - t0, quoted=quoted)
+
+    def skips_llm(self, quoted: Draft) -> bool:
+        """Is the quoted answer final: no LLM is configured, or the engine abstains and ``config.gate_llm``?"""
+        return self.answerer is self.quoter or (quoted.abstained and self.config.gate_llm)
 
     def rewrite(self, question: str, history: list) -> str:
         rewriter = getattr(self.answerer, "rewrite", None)
@@ -151,8 +159,11 @@ class Newsdesk:
         history = check_history(history)
         query = self.rewrite(question, history)
         hits = self.retrieve(query, k=k, filters=filters, for_answer=True)
+        quoted = self.quoter.answer(query, hits)
         stream = getattr(self.answerer, "stream", None)
-        if stream is None:
+        if self.skips_llm(quoted):
+            draft = quoted
+        elif stream is None:
             draft = self.answerer.answer(query, hits)
         else:
             draft = None
@@ -161,17 +172,20 @@ class Newsdesk:
                     draft = piece
                 else:
                     yield piece
-        yield self.finish(question, query, hits, draft, time.perf_counter() - t0)
+        yield self.finish(question, query, hits, draft, time.perf_counter() - t0, quoted=quoted)
 
-    def finish(self, question: str, query: str, hits: list[Hit], draft: Draft, seconds: float, note: str = "") -> Answer:
+    def finish(self, question: str, query: str, hits: list[Hit], draft: Draft, seconds: float, note: str = "",
+               quoted: Draft | None = None) -> Answer:
         """Number the citations of a draft, verify each answer sentence, and build the ``Answer``.
 
         When an LLM wrote the draft and none of its sentences is backed by what it cites (or it
-        wrote nothing usable), the extractive answer is given instead, with a note saying so: a
-        model that failed to cite is no evidence that the articles are silent, so it must not make
-        the engine say they are. Only the model's own "The articles don't say." abstains.
+        wrote nothing usable), or what it backs gives no answer of the asked kind (no person for
+        a who-question), the quoted answer (``quoted``, the extractive one) is given instead, with
+        a note saying so: a model that failed to answer is no evidence that the articles are
+        silent, so it must not make the engine say they are. Only the model's own "The articles
+        don't say." abstains.
         """
-        by = "extractive" if note or isinstance(self.answerer, ExtractiveAnswerer) else "llm"
+        by = "extractive" if note or draft is quoted or isinstance(self.answerer, ExtractiveAnswerer) else "llm"
         abstain = Answer(question, query, (AnswerSentence(ABSTAIN_TEXT, supported=False),), (), True,
                          related=self.related(hits, ()), seconds=seconds, hits=tuple(hits), answered_by=by, note=note)
         if draft.abstained:
@@ -195,17 +209,36 @@ class Newsdesk:
                 marks.append(numbers[i])
             span = draft.span if j == 0 else None
             sentences.append(AnswerSentence(text, tuple(marks), support.supported and bool(marks), support.score, span))
-        if not any(s.supported for s in sentences):
-            if by == "llm":
-                fallback = ExtractiveAnswerer(self.config).answer(query, hits)
-                unbacked = "The language model gave no answer backed by the sentences it cited, so none is shown from it."
-                return self.finish(question, query, hits, fallback, seconds,
-                                   note=unbacked + ("" if fallback.abstained else " This answer quotes the articles instead."))
+        backed = [s.text for s in sentences if s.supported]
+        failed = ""
+        if by == "llm" and not backed:
+            failed = "The language model gave no answer backed by the sentences it cited, so none is shown from it."
+        elif by == "llm" and self.answers_nothing_asked(query, backed):
+            failed = ("The language model's answer does not give what the question asks for (a name, figure or "
+                      "date it does not already hold), so it is not shown.")
+        if failed:
+            fallback = quoted if quoted is not None else self.quoter.answer(query, hits)
+            return self.finish(question, query, hits, fallback, seconds, quoted=fallback,
+                               note=failed + ("" if fallback.abstained else " This answer quotes the articles instead."))
+        if not backed:
             # Nothing the answerer said is backed by the articles: say so rather than show it as fact.
             return abstain
         return Answer(question, query, tuple(sentences), tuple(citations), False,
                       related=self.related(hits, citations), short_answer=draft.short_answer, seconds=seconds,
                       hits=tuple(hits), answered_by=by, note=note)
+
+    def answers_nothing_asked(self, question: str, claims: list[str]) -> bool:
+        """True when the question asks for a kind of answer (who, how many, when...) and ``claims`` give none.
+
+        "Who was appointed?" answered "A commissioner has been appointed." is backed by its
+        citation and answers nothing. Claims are tagged for names as sentences are at ingest.
+        """
+        text = " ".join(claims)
+        entities = []
+        if self.tagger is not None:
+            found = self.tagger.tag([Sentence("answer", 0, 0, len(text), text)])[0]
+            entities = [(text[e.start:e.end], e.label) for e in found]
+        return holds_answer(question, text, entities, self.tagger is not None) is False
 
     def related(self, hits: list[Hit], citations: Sequence[Citation]) -> tuple[Hit, ...]:
         """The best ``config.related_hits`` sentences that are not cited: shown apart, never as support.

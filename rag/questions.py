@@ -135,6 +135,8 @@ def entity_kind(question: str) -> str | None:
         return answer_type(q) if rest and rest[0] in ("many", "much", "long", "old", "far", "big", "large") else None
     if rest and rest[0] in _AUXILIARY:
         return None  # "What did the city zoo welcome?": "what" is the object; "city" names no answer
+    if wh == "what" and rest and rest[0].endswith("ed") and rest[0] not in _HEAD:
+        return None  # "What happened at the city zoo?": "what" is the subject of a verb; "city" names no answer
     for w in rest[:6]:
         w = w.removesuffix("'s")
         w = w[:-1] if w.endswith("s") and w[:-1] in _HEAD else w

@@ -145,6 +145,18 @@ def test_prompt_numbers_map_back_to_the_right_hits():
     assert draft.sentences == [("Workers struck.", [3]), ("The lab shut.", [2, 1])]
 
 
+def test_the_model_reads_only_the_best_llm_sentences_and_its_numbers_still_map_back():
+    hits = [Hit("amazon.md", 0, 0, 75, SHUT, 0.9, title="Amazon lab"),
+            Hit("docks.md", 0, 0, 57, "Dock workers in Rotterdam walked out on Tuesday over pay.", 0.8, title="Dock strike"),
+            Hit("amazon.md", 1, 76, 151, AWS, 0.7, title="Amazon lab")]
+    fake = ScriptedLLM(script=[lambda p: f"The lab shut {mark(p, 'has shut')}. Workers struck {mark(p, 'walked out')}."])
+    draft = LLMAnswerer(Config(llm_sentences=2), llm=fake).answer("What happened?", hits)
+    shown = question_part(fake.prompts[0])
+    assert "walked out" in shown and AWS not in shown  # the third-best sentence is not read
+    assert draft.sentences == [("The lab shut.", [0]), ("Workers struck.", [1])]
+    assert Config.from_env({"NEWSDESK_LLM_SENTENCES": "5"}).llm_sentences == 5
+
+
 def test_invalid_or_missing_citations_are_not_shown_as_supported(scripted):
     desk, fake = scripted
     fake.script = [lambda p: f"The lab operated under Amazon Web Services {mark(p, 'Web Services')}. "
@@ -174,7 +186,10 @@ def test_a_citation_that_does_not_back_the_claim_is_flagged(scripted):
 
 def test_an_answer_nothing_backs_is_replaced_by_the_quoted_answer_and_says_so(scripted, corpus_config):
     """A model that fails to cite is no evidence the articles are silent: quote them instead, and say why."""
-    desk, fake = scripted
+    _, fake = scripted
+    # Ungated, so that the model is asked even where the engine itself declines (the cost question).
+    config = corpus_config.with_(gate_llm=False)
+    desk = Newsdesk(config, embedder=FakeEmbedder(), answerer=LLMAnswerer(config, llm=fake))
     quoting = Newsdesk(corpus_config.with_(llm="none"), embedder=FakeEmbedder())
     answers = {}
     for question in ("What happened to Amazon's Shanghai lab?", "How much did the Shanghai lab cost to run?"):
@@ -191,6 +206,33 @@ def test_an_answer_nothing_backs_is_replaced_by_the_quoted_answer_and_says_so(sc
     for answer in (shut, cost):  # the chat, the CLI and the API all say why
         assert escape(answer.note) in answer_html(answer, 0) and answer.note in render(answer)
         assert answer.to_dict()["note"] == answer.note and answer.to_dict()["answered_by"] == "extractive"
+
+
+def test_the_model_is_not_asked_where_the_engine_finds_no_answer(scripted, corpus_config):
+    """The abstention rule tuned on the dev sets decides whether the articles answer; a model would answer anyway."""
+    desk, fake = scripted
+    fake.script = [lambda p: f"The lab cost $40m a year to run {mark(p, 'has shut down')}."]
+    answer = desk.ask("How much did the Shanghai lab cost to run?")
+    assert not fake.prompts and fake.script  # never asked
+    assert answer.abstained and answer.text == ABSTAIN_TEXT and not answer.citations and answer.related
+    assert answer.answered_by == "extractive"
+    *pieces, streamed = desk.ask_stream("How much did the Shanghai lab cost to run?")
+    assert not pieces and streamed.abstained and not fake.prompts
+
+
+def test_a_backed_answer_that_gives_nothing_asked_for_is_replaced_by_the_quoted_one(scripted, corpus_config):
+    """"Who ...?" answered without a name is backed by its citation and answers nothing."""
+    desk, fake = scripted
+    question = "Who said in a WeChat post why the Shanghai lab closed?"
+    quoted = Newsdesk(corpus_config.with_(llm="none"), embedder=FakeEmbedder()).ask(question)
+    assert "Wang Minjie" in quoted.text
+    fake.script = [lambda p: f"A scientist said in a WeChat post that the closure came due to strategic adjustment {mark(p, 'WeChat')}."]
+    answer = desk.ask(question)
+    assert answer.answered_by == "extractive" and "does not give what the question asks for" in answer.note
+    assert (answer.text, answer.citations) == (quoted.text, quoted.citations)
+    fake.script = [lambda p: f"Scientist Wang Minjie said the closure came due to strategic adjustment {mark(p, 'WeChat')}."]
+    named = desk.ask(question)
+    assert named.answered_by == "llm" and not named.note and named.sentences[0].supported
 
 
 def test_the_eval_reports_how_many_answers_the_model_wrote(scripted):
