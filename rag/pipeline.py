@@ -135,14 +135,8 @@ class Newsdesk:
 
     def ask(self, question: str, history: list | None = None, filters: Filters | dict | None = None, k: int = 10) -> Answer:
         """Answer ``question`` (with earlier ``(question, answer)`` turns) citing exact sentences."""
-        t0 = time.perf_counter()
-        question = self.check_question(question)
-        history = check_history(history)
-        query = self.rewrite(question, history)
-        hits = self.retrieve(query, k=k, filters=filters, for_answer=True)
-        quoted = self.quoter.answer(query, hits)
-        draft = quoted if self.skips_llm(quoted) else self.answerer.answer(query, hits)
-        return self.finish(question, query, hits, draft, time.perf_counter() - t0, quoted=quoted)
+        *_, answer = self.ask_stream(question, history, filters, k)  # the streamed text is not needed here
+        return answer
 
     def skips_llm(self, quoted: Draft) -> bool:
         """Is the quoted answer final: no LLM is configured, or the engine abstains and ``config.gate_llm``?"""
