@@ -29,21 +29,39 @@ def needs_context(question: str) -> bool:
 
 
 def standalone(question: str, history: list[tuple[str, str]] | None) -> str:
-    """``question`` made self-contained by naming what the last question was about.
+    """``question`` made self-contained by naming what the conversation is about.
 
-    ``history`` holds (question, answer) pairs, oldest first; earlier standalone questions work
-    best as the question part.
+    ``history`` holds (question, answer) pairs, oldest first, as asked (or already made
+    standalone). Each earlier question is resolved in turn first, so a chain of follow-ups keeps
+    its topic: after "Why did Amazon close its Shanghai lab?" and "When did it close?", "When
+    was it set up?" is still about the Shanghai lab.
 
     >>> standalone("When did it close?", [("Why did Amazon close its Shanghai lab?", "...")])
     'When did it close? (Amazon Shanghai lab)'
+    >>> standalone("When was it set up?", [("Why did Amazon close its Shanghai lab?", "..."), ("When did it close?", "...")])
+    'When was it set up? (Amazon Shanghai lab)'
     """
     question = question.strip()
     if not history or not needs_context(question):
         return question
+    resolved: list[str] = []
+    for earlier, _ in history:
+        resolved.append(_rewrite(earlier.strip(), resolved) if needs_context(earlier.strip()) else earlier.strip())
+    return _rewrite(question, resolved)
+
+
+_CONTEXT = re.compile(r"\s*\(([^)]*)\)\s*$")
+
+
+def _rewrite(question: str, earlier: list[str]) -> str:
+    """``question`` with the topic of the latest of the ``earlier`` (standalone) questions that has one."""
     have = {w.lower() for w in _content(question)}
-    for previous, _ in reversed(history):
-        previous = re.sub(r"\s*\(([^)]*)\)\s*$", r" \1", previous)  # unwrap an earlier rewrite's context
-        topic = [w for w in _content(previous) if w.lower() not in have and not _is_verb_like(w, question, previous)]
+    for previous in reversed(earlier):
+        context = _CONTEXT.search(previous)
+        # A rewritten follow-up carries the conversation's topic in its brackets; its own words
+        # ("When did it close?") asked about that topic and are not the topic.
+        source = context.group(1) if context else previous
+        topic = [w for w in _content(source) if w.lower() not in have and not _is_verb_like(w, question, previous)]
         if topic:
             seen, words = set(), []
             for w in topic:

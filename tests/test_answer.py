@@ -79,6 +79,18 @@ def test_follow_up_is_rewritten_and_retrieves_about_the_earlier_topic(desk):
     assert "lab" in top.text.lower() or "Shanghai" in top.text
 
 
+def test_a_chain_of_follow_ups_keeps_the_conversation_s_topic(desk):
+    # The chat passes the questions as asked: "When did it close?" names no topic itself, so
+    # the third question must get the topic from the first, not the verb "close" from the second.
+    history = []
+    for question in ("Why did Amazon close its Shanghai lab?", "When did it close?"):
+        history.append((question, desk.ask(question, history=history).text))
+    third = desk.ask("When was it set up?", history=history)
+    assert third.standalone_question == "When was it set up? (Amazon Shanghai lab)"
+    assert not third.abstained
+    assert "2018" in third.text, third.text  # "... the lab was established in autumn 2018 ..."
+
+
 def test_follow_up_on_a_new_topic_is_left_alone():
     assert standalone("What did Microsoft report in 2004?", [("Why did Amazon close its Shanghai lab?", "x")]) == (
         "What did Microsoft report in 2004?"
