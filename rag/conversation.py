@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import re
+from typing import Callable
 
-from rag.questions import WORD
+from rag.questions import WORD, entity_kind, named_in, question_words
 
 _ANAPHOR = re.compile(r"\b(it|its|it's|they|them|their|theirs|this|that|these|those|he|him|his|she|her|there|the company|the firm|the lab)\b", re.I)
 _ELLIPSIS = re.compile(r"^\s*(and|what about|how about|what of|also|why|when|where|how)\b[^?]{0,25}\??\s*$", re.I)
@@ -28,40 +29,50 @@ def needs_context(question: str) -> bool:
     )
 
 
-def standalone(question: str, history: list[tuple[str, str]] | None) -> str:
+def standalone(question: str, history: list[tuple[str, str]] | None,
+               people: Callable[[str], list[str]] | None = None) -> str:
     """``question`` made self-contained by naming what the conversation is about.
 
     ``history`` holds (question, answer) pairs, oldest first, as asked (or already made
     standalone). Each earlier question is resolved in turn first, so a chain of follow-ups keeps
     its topic: after "Why did Amazon close its Shanghai lab?" and "When did it close?", "When
-    was it set up?" is still about the Shanghai lab.
+    was it set up?" is still about the Shanghai lab. ``people(text)``, when given, names the
+    people in a text (the named-entity tagger): then "he" or "she" after a who-question is the
+    person its answer named ("Who wrote the post?" ... "What else did he say?").
 
     >>> standalone("When did it close?", [("Why did Amazon close its Shanghai lab?", "...")])
     'When did it close? (Amazon Shanghai lab)'
     >>> standalone("When was it set up?", [("Why did Amazon close its Shanghai lab?", "..."), ("When did it close?", "...")])
     'When was it set up? (Amazon Shanghai lab)'
+    >>> standalone("How old is she?", [("Who runs the lab?", "Dr Ada Wong runs it. [1]")], lambda text: ["Ada Wong"])
+    'How old is she? (Ada Wong runs lab)'
     """
     question = question.strip()
     if not history or not needs_context(question):
         return question
     resolved: list[str] = []
-    for earlier, _ in history:
-        resolved.append(_rewrite(earlier.strip(), resolved) if needs_context(earlier.strip()) else earlier.strip())
-    return _rewrite(question, resolved)
+    for n, (earlier, _) in enumerate(history):
+        earlier = earlier.strip()
+        resolved.append(_rewrite(earlier, resolved, history[:n], people) if needs_context(earlier) else earlier)
+    return _rewrite(question, resolved, history, people)
 
 
 _CONTEXT = re.compile(r"\s*\(([^)]*)\)\s*$")
+_PERSONAL = re.compile(r"\b(he|she|him|her|his|hers|himself|herself)\b", re.I)
+_MARKER = re.compile(r"\s*\[\d+\]")
 
 
-def _rewrite(question: str, earlier: list[str]) -> str:
+def _rewrite(question: str, earlier: list[str], history: list[tuple[str, str]],
+             people: Callable[[str], list[str]] | None) -> str:
     """``question`` with the topic of the latest of the ``earlier`` (standalone) questions that has one."""
     have = {w.lower() for w in _content(question)}
+    named = _answered_person(question, earlier, history, people)
     for previous in reversed(earlier):
         context = _CONTEXT.search(previous)
         # A rewritten follow-up carries the conversation's topic in its brackets; its own words
         # ("When did it close?") asked about that topic and are not the topic.
         source = context.group(1) if context else previous
-        topic = [w for w in _content(source) if w.lower() not in have and not _is_verb_like(w, question, previous)]
+        topic = [w for w in _content(f"{named} {source}") if w.lower() not in have and not _is_verb_like(w, question, previous)]
         if topic:
             seen, words = set(), []
             for w in topic:
@@ -70,6 +81,16 @@ def _rewrite(question: str, earlier: list[str]) -> str:
                     words.append(w)
             return f"{question} ({' '.join(words)})"
     return question
+
+
+def _answered_person(question: str, earlier: list[str], history: list[tuple[str, str]],
+                     people: Callable[[str], list[str]] | None) -> str:
+    """The person the last answer named, when ``question`` says "he"/"she" after a who-question."""
+    if not (people and earlier and history and _PERSONAL.search(question)) or entity_kind(earlier[-1]) != "person":
+        return ""
+    first = _MARKER.split(history[-1][1], maxsplit=1)[0]  # the answer's first sentence, up to its marker
+    asked = question_words(earlier[-1])
+    return next((name for name in people(first) if not named_in(name, asked)), "")
 
 
 def _is_verb_like(word: str, question: str, previous: str) -> bool:

@@ -144,7 +144,14 @@ class Newsdesk:
 
     def rewrite(self, question: str, history: list) -> str:
         rewriter = getattr(self.answerer, "rewrite", None)
-        return rewriter(question, history) if rewriter and history else standalone(question, history)
+        return rewriter(question, history) if rewriter and history else standalone(question, history, self.people)
+
+    def people(self, text: str) -> list[str]:
+        """The people ``text`` names, by the ingest's named-entity tagger; none when tagging is off."""
+        if self.tagger is None or not text.strip():
+            return []
+        found = self.tagger.tag([Sentence("text", 0, 0, len(text), text)])[0]
+        return [text[e.start:e.end] for e in found if e.label == "PERSON"]
 
     def ask_stream(self, question: str, history: list | None = None, filters=None, k: int = 10) -> Iterator[str | Answer]:
         """Like ``ask`` but yields answer text as it is produced (LLM answerers), then the ``Answer``."""

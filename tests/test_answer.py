@@ -91,6 +91,16 @@ def test_a_chain_of_follow_ups_keeps_the_conversation_s_topic(desk):
     assert "2018" in third.text, third.text  # "... the lab was established in autumn 2018 ..."
 
 
+def test_he_after_a_who_question_is_the_person_the_answer_named(desk):
+    first = desk.ask("Who said the closure was due to the strategic adjustment between China and the United States?")
+    assert first.short_answer == "Wang Minjie"
+    follow = desk.ask("What is his job?", history=[(first.question, first.text)])
+    assert follow.standalone_question.startswith("What is his job? (Wang Minjie ")
+    assert "one of the scientists at the lab" in follow.text
+    # Without a tagger there is no one to name: the rewrite keeps the earlier question's words only.
+    assert "Wang" not in standalone("What is his job?", [(first.question, first.text)])
+
+
 def test_follow_up_on_a_new_topic_is_left_alone():
     assert standalone("What did Microsoft report in 2004?", [("Why did Amazon close its Shanghai lab?", "x")]) == (
         "What did Microsoft report in 2004?"
