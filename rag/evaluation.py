@@ -89,6 +89,11 @@ def load_questions(path: Path) -> list[dict]:
                 raise BadQuestionFile(f"{path}:{n}: an answerable question needs 'answer' and 'evidence'")
             if any(not isinstance(e, dict) or not e.get("doc") or not e.get("sentence") for e in evidence):
                 raise BadQuestionFile(f"{path}:{n}: each evidence item needs 'doc' and 'sentence'")
+        history = q.get("history") or []
+        if not isinstance(history, list) or any(
+                not isinstance(t, list) or len(t) != 2 or not all(isinstance(x, str) for x in t) for t in history):
+            raise BadQuestionFile(f"{path}:{n}: 'history' must be a list of [question, answer] pairs")
+        q["history"] = [tuple(t) for t in history]
         q.setdefault("aliases", [])
         q["evidence"] = evidence
         questions.append(q)
@@ -152,10 +157,12 @@ def run(desk, questions: list[dict], *, baseline=None, k: int = 10, progress: bo
         golds = gold_spans(desk, q)
         unlocated += [f"{q['id']}: {g.article_id}" for g in golds if g.start is None]
         t0 = time.perf_counter()
-        hits = desk.retrieve(q["question"], k=k)
+        # A follow-up (a question with "history") is retrieved as the engine rewrites it, as ask() does.
+        history = [tuple(t) for t in q.get("history") or []]
+        hits = desk.retrieve(desk.rewrite(q["question"], history) if history else q["question"], k=k)
         retrieve_seconds = time.perf_counter() - t0
         t0 = time.perf_counter()
-        answer = desk.ask(q["question"], k=k)
+        answer = desk.ask(q["question"], history=history, k=k)
         ask_seconds = time.perf_counter() - t0
         s = M.score_question(
             q["type"], golds, [_hit_span(h) for h in hits], answer=q.get("answer", ""), aliases=q["aliases"],

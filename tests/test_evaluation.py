@@ -124,6 +124,25 @@ def test_retrieval_is_scored_on_what_retrieve_returns_and_answers_on_what_ask_do
     assert predictions[0]["answer"] == {**d.ask(q).to_dict(), "seconds": predictions[0]["answer"]["seconds"]}
 
 
+def test_a_follow_up_is_scored_as_the_engine_reads_it_in_its_conversation(desk, tmp_path):
+    follow = {"id": "f1", "type": "single", "question": "How many were evacuated?", "answer": "300", "aliases": [],
+              "evidence": QUESTIONS[1]["evidence"],
+              "history": [["What did heavy rain do to York on Tuesday?", "Heavy rain flooded the city of York on Tuesday. [1]"]]}
+    f = tmp_path / "q.jsonl"
+    write_questions(f, [follow])
+    predictions, _ = run(desk, load_questions(f))
+    p = predictions[0]
+    assert p["answer"]["standalone_question"] != follow["question"]
+    assert "York" in p["answer"]["standalone_question"]
+    history = [tuple(t) for t in follow["history"]]
+    assert [r["sentence"] for r in p["retrieved"]] == [h.text for h in desk.retrieve(desk.rewrite(follow["question"], history))]
+    assert p["answer"]["answer"] == desk.ask(follow["question"], history=history).text
+    # A history that is not a list of [question, answer] pairs is refused with its line.
+    write_questions(f, [{**follow, "history": [["only a question"]]}])
+    with pytest.raises(BadQuestionFile, match=r":1: 'history' must be a list of \[question, answer\] pairs"):
+        load_questions(f)
+
+
 def test_load_questions_reports_the_bad_line(tmp_path):
     f = tmp_path / "q.jsonl"
     write_questions(f, [QUESTIONS[0], {**QUESTIONS[1], "type": "yes/no"}])
