@@ -27,6 +27,7 @@ SETS = {
     "bbc-dev-unans.jsonl": BBC,
     "bbc-dev-offtopic.jsonl": BBC,
     "bbc-dev2.jsonl": BBC,
+    "bbc-dev-followup.jsonl": BBC,
     "bbc-train.jsonl": BBC,
     "bbc-test.jsonl": BBC,
     "bbc-test2.jsonl": BBC,
@@ -69,6 +70,8 @@ def test_every_evidence_sentence_is_a_sentence_of_its_article(name, corpora):
             split = [(s.start, s.end) for s in splitter.split(article)]
             overlaps = [min(end, b) - max(start, a) for a, b in split if min(end, b) > max(start, a)]
             assert max(overlaps, default=0) >= (end - start) / 2, f"{q['id']}: evidence is not one sentence of {e['doc']}"
+        for _, said in q["history"]:  # a conversation's earlier answers quote the same article
+            assert said in articles[docs[0]].text, f"{q['id']}: earlier answer not verbatim in {docs[0]}"
 
 
 def test_ids_and_questions_are_unique_and_the_test_set_is_held_out():
@@ -92,6 +95,9 @@ def test_ids_and_questions_are_unique_and_the_test_set_is_held_out():
     assert all(number(d) <= 200 for d in files["bbc-dev2.jsonl"])
     seen = files["bbc-dev.jsonl"] | files["bbc-dev-multi2.jsonl"] | {q["about"] for q in unanswerable}
     assert not files["bbc-dev2.jsonl"] & seen
+    # The follow-ups (session 13) continue conversations about bbc-dev and bbc-dev2 articles.
+    assert files["bbc-dev-followup.jsonl"] <= files["bbc-dev.jsonl"] | files["bbc-dev2.jsonl"]
+    assert all(q["history"] for q in load_questions(QUESTIONS / "bbc-dev-followup.jsonl"))
     train = load_questions(QUESTIONS / "bbc-train.jsonl")
     train_files = files["bbc-train.jsonl"] | {q["about"] for q in train if q["type"] == "unanswerable"}
     assert not train_files & (seen | files["bbc-dev2.jsonl"] | files["bbc-test.jsonl"] | files["bbc-test2.jsonl"])
