@@ -70,8 +70,21 @@ def answer_type(question: str) -> str | None:
     if re.search(r"\bwhy\b|\bwhat (caused|led to|prompted)\b|\bfor what reason\b", q):
         return "reason"
     if re.search(r"\bwho\b|\bwhose\b|\bwhich (company|firm|person|player|team|club|country|band|group|minister|actor|singer|film)\b", q):
-        return "name"
+        return None if asks_who_someone_is(question) else "name"
     return None
+
+
+_WHO_IS = re.compile(r"^\s*(?:and\s+)?who(?:'s|’s|\s+is|\s+was|\s+are|\s+were)\s+(?P<name>[^?]+?)\s*\?*\s*$", re.I)
+
+
+def asks_who_someone_is(question: str) -> bool:
+    """Does the question ask what a person it names is ("Who is Wang Minjie?"), not for a name?
+
+    >>> asks_who_someone_is("Who is Wang Minjie?"), asks_who_someone_is("Who is Tony Blair's successor?")
+    (True, False)
+    """
+    m = _WHO_IS.match(question)
+    return bool(m) and all(w[0].isupper() for w in m.group("name").split())
 
 
 def has_answer_type(kind: str | None, sentence: str) -> bool:
@@ -128,7 +141,7 @@ def entity_kind(question: str) -> str | None:
         return None
     wh, rest = m.group(1), re.findall(r"[a-z0-9'-]+", q[m.end():])
     if wh in ("who", "whom", "whose"):
-        return "person"
+        return None if asks_who_someone_is(question) else "person"
     if wh in ("when", "where", "why"):
         return {"when": "date", "where": "place", "why": None}[wh]
     if wh == "how":

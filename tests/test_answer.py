@@ -101,6 +101,12 @@ def test_he_after_a_who_question_is_the_person_the_answer_named(desk):
     assert "Wang" not in standalone("What is his job?", [(first.question, first.text)])
 
 
+def test_who_is_a_named_person_is_answered_with_no_other_name_as_the_short_answer(desk):
+    a = desk.ask("Who is Wang Minjie?")
+    assert "one of the scientists at the lab" in a.text
+    assert a.short_answer == ""  # not "United States", a capitalised phrase of the same sentence
+
+
 def test_follow_up_on_a_new_topic_is_left_alone():
     assert standalone("What did Microsoft report in 2004?", [("Why did Amazon close its Shanghai lab?", "x")]) == (
         "What did Microsoft report in 2004?"

@@ -29,7 +29,9 @@ def test_answer_type_cues(question, kind):
      # After "did", "what" is itself the object: the nouns that follow are the subject.
      ("What did the city zoo welcome?", None), ("What did the Bank of England do with rates?", None),
      # Before a verb, "what" is its subject: "What happened at the city zoo?" asks for no place.
-     ("What happened at the city zoo?", None), ("What caused the team's bus to crash?", None)],
+     ("What happened at the city zoo?", None), ("What caused the team's bus to crash?", None),
+     # "Who is <a name>?" asks what that person is: another person's name is no answer.
+     ("Who is Wang Minjie?", None), ("Who is Tony Blair's successor?", "person"), ("Who was Mr Rubin?", None)],
 )
 def test_entity_kind_reads_the_questions_own_wh_phrase(question, kind):
     assert entity_kind(question) == kind
