@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Callable
 
-from rag.questions import WORD, entity_kind, named_in, question_words
+from rag.questions import ENTITY_LABELS, WORD, entity_kind, named_in, question_words
 
 _ANAPHOR = re.compile(r"\b(it|its|it's|they|them|their|theirs|this|that|these|those|he|him|his|she|her|there|the company|the firm|the lab)\b", re.I)
 _ELLIPSIS = re.compile(r"^\s*(and|what about|how about|what of|also|why|when|where|how)\b[^?]{0,25}\??\s*$", re.I)
@@ -29,22 +29,26 @@ def needs_context(question: str) -> bool:
     )
 
 
-def standalone(question: str, history: list[tuple[str, str]] | None,
-               people: Callable[[str], list[str]] | None = None) -> str:
+Names = Callable[[str], list[tuple[str, str]]]
+
+
+def standalone(question: str, history: list[tuple[str, str]] | None, names: Names | None = None) -> str:
     """``question`` made self-contained by naming what the conversation is about.
 
     ``history`` holds (question, answer) pairs, oldest first, as asked (or already made
     standalone). Each earlier question is resolved in turn first, so a chain of follow-ups keeps
     its topic: after "Why did Amazon close its Shanghai lab?" and "When did it close?", "When
-    was it set up?" is still about the Shanghai lab. ``people(text)``, when given, names the
-    people in a text (the named-entity tagger): then "he" or "she" after a who-question is the
-    person its answer named ("Who wrote the post?" ... "What else did he say?").
+    was it set up?" is still about the Shanghai lab. ``names(text)``, when given, lists the named
+    entities of a text as ``(text, label)`` pairs (the ingest's tagger). Then "he" or "she" after
+    a who-question is the person its answer named, and "it" or "they" after a which-question
+    asking for a firm, place or work is the one its answer named ("Which firm bought Yugansk?"
+    ... "How much did it pay?").
 
     >>> standalone("When did it close?", [("Why did Amazon close its Shanghai lab?", "...")])
     'When did it close? (Amazon Shanghai lab)'
     >>> standalone("When was it set up?", [("Why did Amazon close its Shanghai lab?", "..."), ("When did it close?", "...")])
     'When was it set up? (Amazon Shanghai lab)'
-    >>> standalone("How old is she?", [("Who runs the lab?", "Dr Ada Wong runs it. [1]")], lambda text: ["Ada Wong"])
+    >>> standalone("How old is she?", [("Who runs the lab?", "Dr Ada Wong runs it. [1]")], lambda text: [("Ada Wong", "PERSON")])
     'How old is she? (Ada Wong runs lab)'
     """
     question = question.strip()
@@ -53,20 +57,20 @@ def standalone(question: str, history: list[tuple[str, str]] | None,
     resolved: list[str] = []
     for n, (earlier, _) in enumerate(history):
         earlier = earlier.strip()
-        resolved.append(_rewrite(earlier, resolved, history[:n], people) if needs_context(earlier) else earlier)
-    return _rewrite(question, resolved, history, people)
+        resolved.append(_rewrite(earlier, resolved, history[:n], names) if needs_context(earlier) else earlier)
+    return _rewrite(question, resolved, history, names)
 
 
 _CONTEXT = re.compile(r"\s*\(([^)]*)\)\s*$")
 _PERSONAL = re.compile(r"\b(he|she|him|her|his|hers|himself|herself)\b", re.I)
+_IMPERSONAL = re.compile(r"\b(it|its|it's|they|them|their|theirs|there|the (company|firm|club|team|group|band|country|city|film|show|game))\b", re.I)
 _MARKER = re.compile(r"\s*\[\d+\]")
 
 
-def _rewrite(question: str, earlier: list[str], history: list[tuple[str, str]],
-             people: Callable[[str], list[str]] | None) -> str:
+def _rewrite(question: str, earlier: list[str], history: list[tuple[str, str]], names: Names | None) -> str:
     """``question`` with the topic of the latest of the ``earlier`` (standalone) questions that has one."""
     have = {w.lower() for w in _content(question)}
-    named = _answered_person(question, earlier, history, people)
+    named = _answered(question, earlier, history, names)
     for previous in reversed(earlier):
         context = _CONTEXT.search(previous)
         # A rewritten follow-up carries the conversation's topic in its brackets; its own words
@@ -83,14 +87,19 @@ def _rewrite(question: str, earlier: list[str], history: list[tuple[str, str]],
     return question
 
 
-def _answered_person(question: str, earlier: list[str], history: list[tuple[str, str]],
-                     people: Callable[[str], list[str]] | None) -> str:
-    """The person the last answer named, when ``question`` says "he"/"she" after a who-question."""
-    if not (people and earlier and history and _PERSONAL.search(question)) or entity_kind(earlier[-1]) != "person":
+def _answered(question: str, earlier: list[str], history: list[tuple[str, str]], names: Names | None) -> str:
+    """What the last answer named, when ``question`` points at it: "he" after a who-question, "it"
+    after "Which firm ...?"; the name is added to the topic, which still carries the question's words."""
+    if not (names and earlier and history):
+        return ""
+    kind = entity_kind(earlier[-1])
+    pronoun = _PERSONAL if kind == "person" else _IMPERSONAL if kind in ("org", "place", "work") else None
+    if pronoun is None or not pronoun.search(question):
         return ""
     first = _MARKER.split(history[-1][1], maxsplit=1)[0]  # the answer's first sentence, up to its marker
     asked = question_words(earlier[-1])
-    return next((name for name in people(first) if not named_in(name, asked)), "")
+    labels = ENTITY_LABELS[kind]
+    return next((text for text, label in names(first) if label in labels and not named_in(text, asked)), "")
 
 
 def _is_verb_like(word: str, question: str, previous: str) -> bool:

@@ -144,14 +144,14 @@ class Newsdesk:
 
     def rewrite(self, question: str, history: list) -> str:
         rewriter = getattr(self.answerer, "rewrite", None)
-        return rewriter(question, history) if rewriter and history else standalone(question, history, self.people)
+        return rewriter(question, history) if rewriter and history else standalone(question, history, self.names)
 
-    def people(self, text: str) -> list[str]:
-        """The people ``text`` names, by the ingest's named-entity tagger; none when tagging is off."""
+    def names(self, text: str) -> list[tuple[str, str]]:
+        """The named entities of ``text`` as ``(text, label)``, by the ingest's tagger; none when tagging is off."""
         if self.tagger is None or not text.strip():
             return []
         found = self.tagger.tag([Sentence("text", 0, 0, len(text), text)])[0]
-        return [text[e.start:e.end] for e in found if e.label == "PERSON"]
+        return [(text[e.start:e.end], e.label) for e in found]
 
     def ask_stream(self, question: str, history: list | None = None, filters=None, k: int = 10) -> Iterator[str | Answer]:
         """Like ``ask`` but yields answer text as it is produced (LLM answerers), then the ``Answer``."""
@@ -235,11 +235,7 @@ class Newsdesk:
         citation and answers nothing. Claims are tagged for names as sentences are at ingest.
         """
         text = " ".join(claims)
-        entities = []
-        if self.tagger is not None:
-            found = self.tagger.tag([Sentence("answer", 0, 0, len(text), text)])[0]
-            entities = [(text[e.start:e.end], e.label) for e in found]
-        return holds_answer(question, text, entities, self.tagger is not None) is False
+        return holds_answer(question, text, self.names(text), self.tagger is not None) is False
 
     def related(self, hits: list[Hit], citations: Sequence[Citation]) -> tuple[Hit, ...]:
         """The best ``config.related_hits`` sentences that are not cited: shown apart, never as support.

@@ -107,6 +107,15 @@ def test_who_is_a_named_person_is_answered_with_no_other_name_as_the_short_answe
     assert a.short_answer == ""  # not "United States", a capitalised phrase of the same sentence
 
 
+def test_it_after_a_which_firm_question_is_the_firm_the_answer_named():
+    history = [("Which company bought the oil unit Yugansk?", "Yugansk was bought by Rosneft in December. [1]")]
+    tag = lambda text: [("Yugansk", "ORG"), ("Rosneft", "ORG"), ("December", "DATE")] if "Rosneft" in text else []  # noqa: E731
+    assert standalone("How much did it pay?", history, tag) == "How much did it pay? (Rosneft company bought oil unit Yugansk)"
+    # "he" points at no firm, and a who-question's answer gives no firm to point at.
+    assert "Rosneft" not in standalone("What did he say?", history, tag)
+    assert "Rosneft" not in standalone("How much did it pay?", [("Who bought the oil unit Yugansk?", history[0][1])], tag)
+
+
 def test_follow_up_on_a_new_topic_is_left_alone():
     assert standalone("What did Microsoft report in 2004?", [("Why did Amazon close its Shanghai lab?", "x")]) == (
         "What did Microsoft report in 2004?"
