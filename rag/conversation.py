@@ -54,6 +54,9 @@ def standalone(question: str, history: list[tuple[str, str]] | None, names: Name
     question = question.strip()
     if not history or not needs_context(question):
         return question
+    # A topic is set within the last few turns; resolving an API client's thousands of turns, each
+    # perhaps tagged, would only cost time.
+    history = history[-MAX_TURNS:]
     resolved: list[str] = []
     for n, (earlier, _) in enumerate(history):
         earlier = earlier.strip()
@@ -61,6 +64,7 @@ def standalone(question: str, history: list[tuple[str, str]] | None, names: Name
     return _rewrite(question, resolved, history, names)
 
 
+MAX_TURNS = 20
 _CONTEXT = re.compile(r"\s*\(([^)]*)\)\s*$")
 _PERSONAL = re.compile(r"\b(he|she|him|her|his|hers|himself|herself)\b", re.I)
 _IMPERSONAL = re.compile(r"\b(it|its|it's|they|them|their|theirs|there|the (company|firm|club|team|group|band|country|city|film|show|game))\b", re.I)
@@ -96,7 +100,7 @@ def _answered(question: str, earlier: list[str], history: list[tuple[str, str]],
     pronoun = _PERSONAL if kind == "person" else _IMPERSONAL if kind in ("org", "place", "work") else None
     if pronoun is None or not pronoun.search(question):
         return ""
-    first = _MARKER.split(history[-1][1], maxsplit=1)[0]  # the answer's first sentence, up to its marker
+    first = _MARKER.split(history[-1][1][:2000], maxsplit=1)[0]  # the answer's first sentence, up to its marker
     asked = question_words(earlier[-1])
     labels = ENTITY_LABELS[kind]
     return next((text for text, label in names(first) if label in labels and not named_in(text, asked)), "")

@@ -116,6 +116,19 @@ def test_it_after_a_which_firm_question_is_the_firm_the_answer_named():
     assert "Rosneft" not in standalone("How much did it pay?", [("Who bought the oil unit Yugansk?", history[0][1])], tag)
 
 
+def test_a_huge_conversation_is_resolved_from_its_last_turns_only():
+    calls = []
+
+    def tag(text):
+        calls.append(len(text))
+        return [("Ada Wong", "PERSON")]
+
+    turn = ("Who runs the Shanghai lab?", "Ada Wong runs it " + "and more " * 20_000 + "[1]")
+    history = [turn, ("What did she say?", "x")] * 5_000
+    assert standalone("How old is she?", history, tag).startswith("How old is she? (Ada Wong ")
+    assert len(calls) <= 20 and max(calls) <= 2_000  # the tagger reads a few recent answers, and only their start
+
+
 def test_follow_up_on_a_new_topic_is_left_alone():
     assert standalone("What did Microsoft report in 2004?", [("Why did Amazon close its Shanghai lab?", "x")]) == (
         "What did Microsoft report in 2004?"
