@@ -97,13 +97,23 @@ def _answered(question: str, earlier: list[str], history: list[tuple[str, str]],
     if not (names and earlier and history):
         return ""
     kind = entity_kind(earlier[-1])
-    pronoun = _PERSONAL if kind == "person" else _IMPERSONAL if kind in ("org", "place", "work") else None
-    if pronoun is None or not pronoun.search(question):
+    if kind == "person":
+        pronoun, labels = _PERSONAL, ENTITY_LABELS["person"]
+    elif kind in ("org", "place", "work") or (kind is None and _WHICH.match(earlier[-1])):
+        # The tagger often mislabels a firm, club or group (Balfour Beatty as a person, Valencia
+        # as a place): any name the question did not give is the one the answer gave.
+        pronoun, labels = _IMPERSONAL, _PROPER_LABELS
+    else:
+        return ""
+    if not pronoun.search(question):
         return ""
     first = _MARKER.split(history[-1][1][:2000], maxsplit=1)[0]  # the answer's first sentence, up to its marker
     asked = question_words(earlier[-1])
-    labels = ENTITY_LABELS[kind]
     return next((text for text, label in names(first) if label in labels and not named_in(text, asked)), "")
+
+
+_WHICH = re.compile(r"^\s*(?:and\s+)?(?:in\s+|at\s+|of\s+|for\s+)?which\s+(?!(?:do|does|did|is|are|was|were|has|have|had|will|would|can|could)\b)\w", re.I)
+_PROPER_LABELS = frozenset("ORG GPE LOC FAC PRODUCT WORK_OF_ART EVENT NORP PERSON LAW".split())
 
 
 def _is_verb_like(word: str, question: str, previous: str) -> bool:

@@ -129,6 +129,18 @@ def test_a_huge_conversation_is_resolved_from_its_last_turns_only():
     assert len(calls) <= 20 and max(calls) <= 2_000  # the tagger reads a few recent answers, and only their start
 
 
+def test_it_points_at_the_named_answer_even_when_the_tagger_mislabels_it():
+    # spaCy's small model tags the firm Balfour Beatty as a person; "Which engineering firm" still asked for a firm.
+    history = [("Which engineering firm is going on trial over the Hatfield rail crash?",
+                "Engineering firm Balfour Beatty and five railway managers are to go on trial. [1]")]
+    tag = lambda text: [("Balfour Beatty", "PERSON"), ("five", "CARDINAL")]  # noqa: E731
+    assert "Balfour Beatty" in standalone("What charge does its rail arm face?", history, tag)
+    # A which-question whose head noun names no known kind ("watchdog") counts too.
+    history = [("Which media watchdog accused China?", "The watchdog Reporters Without Borders did. [1]")]
+    tag = lambda text: [("Reporters Without Borders", "ORG")]  # noqa: E731
+    assert "Reporters Without Borders" in standalone("Where are they based?", history, tag)
+
+
 def test_follow_up_on_a_new_topic_is_left_alone():
     assert standalone("What did Microsoft report in 2004?", [("Why did Amazon close its Shanghai lab?", "x")]) == (
         "What did Microsoft report in 2004?"

@@ -28,6 +28,7 @@ SETS = {
     "bbc-dev-offtopic.jsonl": BBC,
     "bbc-dev2.jsonl": BBC,
     "bbc-dev-followup.jsonl": BBC,
+    "bbc-test-followup.jsonl": BBC,
     "bbc-train.jsonl": BBC,
     "bbc-test.jsonl": BBC,
     "bbc-test2.jsonl": BBC,
@@ -78,9 +79,10 @@ def test_ids_and_questions_are_unique_and_the_test_set_is_held_out():
     ids, asked, files = set(), set(), {}
     for name in SETS:
         for q in load_questions(QUESTIONS / name):
-            assert q["id"] not in ids and q["question"] not in asked, q["id"]
+            said = (q["question"], tuple(q["history"]))  # a follow-up ("Who founded it?") is unique in its conversation
+            assert q["id"] not in ids and said not in asked, q["id"]
             ids.add(q["id"])
-            asked.add(q["question"])
+            asked.add(said)
             files.setdefault(name, set()).update(e["doc"] for e in q["evidence"])
     number = lambda doc: int(re.search(r"(\d+)\.txt$", doc).group(1))  # noqa: E731
     assert all(number(d) <= 200 for d in files["bbc-dev.jsonl"] | files["bbc-dev-multi2.jsonl"])
@@ -98,6 +100,9 @@ def test_ids_and_questions_are_unique_and_the_test_set_is_held_out():
     # The follow-ups (session 13) continue conversations about bbc-dev and bbc-dev2 articles.
     assert files["bbc-dev-followup.jsonl"] <= files["bbc-dev.jsonl"] | files["bbc-dev2.jsonl"]
     assert all(q["history"] for q in load_questions(QUESTIONS / "bbc-dev-followup.jsonl"))
+    # Their held-out counterpart continues conversations about bbc-test4 articles.
+    assert files["bbc-test-followup.jsonl"] <= files["bbc-test4.jsonl"]
+    assert all(q["history"] for q in load_questions(QUESTIONS / "bbc-test-followup.jsonl"))
     train = load_questions(QUESTIONS / "bbc-train.jsonl")
     train_files = files["bbc-train.jsonl"] | {q["about"] for q in train if q["type"] == "unanswerable"}
     assert not train_files & (seen | files["bbc-dev2.jsonl"] | files["bbc-test.jsonl"] | files["bbc-test2.jsonl"])
