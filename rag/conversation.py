@@ -17,19 +17,31 @@ _FUNCTION = frozenset(
 )
 
 
+Names = Callable[[str], list[tuple[str, str]]]
+
+
 def _content(text: str) -> list[str]:
     return [w for w in WORD.findall(text) if w.lower() not in _FUNCTION]
 
 
-def needs_context(question: str) -> bool:
-    """True for questions that lean on an earlier turn ("When did it close?", "And the profit?")."""
+# A short continuation ("What about co-productions with the US?") leans on the last turn even
+# when it names something; a long one ("And how many were not willing to hand over ...?") says
+# what it asks by itself.
+_CONTINUES = re.compile(r"^\s*(and|what about|how about|what of)\b[^?]{0,40}\??\s*$", re.I)
+
+
+def needs_context(question: str, names: Names | None = None) -> bool:
+    """True for questions that lean on an earlier turn ("When did it close?", "And the profit?").
+
+    A question naming something of its own stands alone, unless it
+    opens as a continuation ("What about co-productions with the US?") or says "he" or "she"
+    without naming a person (``names``, the tagger, tells: "Which Grand Slam did he win?").
+    """
     has_entity = any(w[0].isupper() for w in WORD.findall(question)[1:])
+    if has_entity and names is not None and _PERSONAL.search(question):
+        has_entity = any(label == "PERSON" for _, label in names(question))
     return bool(_ANAPHOR.search(question)) and not has_entity or bool(_ELLIPSIS.match(question)) or (
-        not has_entity and len(_content(question)) <= 2
-    )
-
-
-Names = Callable[[str], list[tuple[str, str]]]
+        bool(_CONTINUES.match(question))) or (not has_entity and len(_content(question)) <= 2)
 
 
 def standalone(question: str, history: list[tuple[str, str]] | None, names: Names | None = None) -> str:
@@ -52,7 +64,7 @@ def standalone(question: str, history: list[tuple[str, str]] | None, names: Name
     'How old is she? (Ada Wong runs lab)'
     """
     question = question.strip()
-    if not history or not needs_context(question):
+    if not history or not needs_context(question, names):
         return question
     # A topic is set within the last few turns; resolving an API client's thousands of turns, each
     # perhaps tagged, would only cost time.
@@ -60,7 +72,7 @@ def standalone(question: str, history: list[tuple[str, str]] | None, names: Name
     resolved: list[str] = []
     for n, (earlier, _) in enumerate(history):
         earlier = earlier.strip()
-        resolved.append(_rewrite(earlier, resolved, history[:n], names) if needs_context(earlier) else earlier)
+        resolved.append(_rewrite(earlier, resolved, history[:n], names) if needs_context(earlier, names) else earlier)
     return _rewrite(question, resolved, history, names)
 
 
@@ -80,7 +92,8 @@ def _rewrite(question: str, earlier: list[str], history: list[tuple[str, str]], 
         # A rewritten follow-up carries the conversation's topic in its brackets; its own words
         # ("When did it close?") asked about that topic and are not the topic.
         source = context.group(1) if context else previous
-        topic = [w for w in _content(f"{named} {source}") if w.lower() not in have and not _is_verb_like(w, question, previous)]
+        topic = [w for w in _content(f"{named} {source}") if w.lower() not in have and not _is_verb_like(w, question, previous)
+                 and not _swapped(w, question)]
         if topic:
             seen, words = set(), []
             for w in topic:
@@ -114,6 +127,15 @@ def _answered(question: str, earlier: list[str], history: list[tuple[str, str]],
 
 _WHICH = re.compile(r"^\s*(?:and\s+)?(?:in\s+|at\s+|of\s+|for\s+)?which\s+(?!(?:do|does|did|is|are|was|were|has|have|had|will|would|can|could)\b)\w", re.I)
 _PROPER_LABELS = frozenset("ORG GPE LOC FAC PRODUCT WORK_OF_ART EVENT NORP PERSON LAW".split())
+
+
+_FIGURE = re.compile(r"^[$£€]?\d[\d,.]*(?:%|bn|m|k)?$")
+
+
+def _swapped(word: str, question: str) -> bool:
+    """Is ``word`` a year or figure that the follow-up replaces with its own ("And in 2003?" after "... in 2004?")?"""
+    return bool(_FIGURE.match(word)) and any(_FIGURE.match(w) and (len(w) == 4) == (len(word) == 4)
+                                             for w in WORD.findall(question))
 
 
 def _is_verb_like(word: str, question: str, previous: str) -> bool:

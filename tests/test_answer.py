@@ -141,6 +141,30 @@ def test_it_points_at_the_named_answer_even_when_the_tagger_mislabels_it():
     assert "Reporters Without Borders" in standalone("Where are they based?", history, tag)
 
 
+def test_an_ellipsis_swaps_its_year_and_a_short_continuation_is_read_in_context():
+    history = [("How much is Israel's economy forecast to grow in 2004?", "By 4.2% in 2004. [1]")]
+    assert standalone("And in 2003?", history) == "And in 2003? (Israel's economy forecast grow)"  # not "... 2004"
+    # Naming something does not make a short continuation stand alone.
+    assert standalone("What about co-productions with the US?", [("How many British films were made in 2004?", "x")]) == (
+        "What about co-productions with the US? (British films made 2004)")
+    long = "And how many were not willing to hand over personal information online?"
+    assert standalone(long, [("What share of people in the poll said firms do not do enough?", "x")]) == long
+
+
+def test_he_with_another_name_in_the_question_still_needs_the_person():
+    history = [("Who beat Andy Roddick to win the Davis Cup?", "Carlos Moya beat Andy Roddick. [1]")]
+
+    def tag(text):
+        people = [("Carlos Moya", "PERSON"), ("Andy Roddick", "PERSON")] if "Moya" in text else []
+        return people + [("Grand Slam", "EVENT")] * ("Grand Slam" in text)
+
+    assert standalone("Which Grand Slam did he win in 1998?", history, tag).startswith(
+        "Which Grand Slam did he win in 1998? (Carlos Moya ")
+    # A question that names its person stands alone.
+    assert standalone("Which Grand Slam did Pete Sampras say he won?", history,
+                      lambda text: [("Pete Sampras", "PERSON")]) == "Which Grand Slam did Pete Sampras say he won?"
+
+
 def test_follow_up_on_a_new_topic_is_left_alone():
     assert standalone("What did Microsoft report in 2004?", [("Why did Amazon close its Shanghai lab?", "x")]) == (
         "What did Microsoft report in 2004?"
