@@ -30,16 +30,14 @@ def _content(text: str) -> list[str]:
 _CONTINUES = re.compile(r"^\s*(and|what about|how about|what of)\b[^?]{0,40}\??\s*$", re.I)
 
 
-def needs_context(question: str, names: Names | None = None) -> bool:
+def needs_context(question: str) -> bool:
     """True for questions that lean on an earlier turn ("When did it close?", "And the profit?").
 
-    A question naming something of its own stands alone, unless it
-    opens as a continuation ("What about co-productions with the US?") or says "he" or "she"
-    without naming a person (``names``, the tagger, tells: "Which Grand Slam did he win?").
+    A question naming something of its own stands alone ("Which Channel Five programme was he
+    on?" finds its sentence by its own words), unless it opens as a short continuation ("What
+    about co-productions with the US?").
     """
     has_entity = any(w[0].isupper() for w in WORD.findall(question)[1:])
-    if has_entity and names is not None and _PERSONAL.search(question):
-        has_entity = any(label == "PERSON" for _, label in names(question))
     return bool(_ANAPHOR.search(question)) and not has_entity or bool(_ELLIPSIS.match(question)) or (
         bool(_CONTINUES.match(question))) or (not has_entity and len(_content(question)) <= 2)
 
@@ -64,7 +62,7 @@ def standalone(question: str, history: list[tuple[str, str]] | None, names: Name
     'How old is she? (Ada Wong runs lab)'
     """
     question = question.strip()
-    if not history or not needs_context(question, names):
+    if not history or not needs_context(question):
         return question
     # A topic is set within the last few turns; resolving an API client's thousands of turns, each
     # perhaps tagged, would only cost time.
@@ -72,7 +70,7 @@ def standalone(question: str, history: list[tuple[str, str]] | None, names: Name
     resolved: list[str] = []
     for n, (earlier, _) in enumerate(history):
         earlier = earlier.strip()
-        resolved.append(_rewrite(earlier, resolved, history[:n], names) if needs_context(earlier, names) else earlier)
+        resolved.append(_rewrite(earlier, resolved, history[:n], names) if needs_context(earlier) else earlier)
     return _rewrite(question, resolved, history, names)
 
 

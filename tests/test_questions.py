@@ -29,6 +29,7 @@ SETS = {
     "bbc-dev2.jsonl": BBC,
     "bbc-dev-followup.jsonl": BBC,
     "bbc-test-followup.jsonl": BBC,
+    "bbc-test-followup2.jsonl": BBC,
     "bbc-train.jsonl": BBC,
     "bbc-test.jsonl": BBC,
     "bbc-test2.jsonl": BBC,
@@ -103,6 +104,9 @@ def test_ids_and_questions_are_unique_and_the_test_set_is_held_out():
     # Their held-out counterpart continues conversations about bbc-test4 articles.
     assert files["bbc-test-followup.jsonl"] <= files["bbc-test4.jsonl"]
     assert all(q["history"] for q in load_questions(QUESTIONS / "bbc-test-followup.jsonl"))
+    # A second held-out batch (written after the first was run) on other bbc-test4 articles.
+    assert files["bbc-test-followup2.jsonl"] <= files["bbc-test4.jsonl"] - files["bbc-test-followup.jsonl"]
+    assert all(q["history"] for q in load_questions(QUESTIONS / "bbc-test-followup2.jsonl"))
     train = load_questions(QUESTIONS / "bbc-train.jsonl")
     train_files = files["bbc-train.jsonl"] | {q["about"] for q in train if q["type"] == "unanswerable"}
     assert not train_files & (seen | files["bbc-dev2.jsonl"] | files["bbc-test.jsonl"] | files["bbc-test2.jsonl"])
@@ -116,7 +120,9 @@ def test_ids_and_questions_are_unique_and_the_test_set_is_held_out():
     # bbc-test4 (session 10): the same, and one question per article.
     test4 = _articles_of("bbc-test4.jsonl")
     assert all(number(d) > 200 for d in test4) and len(test4) == len(load_questions(QUESTIONS / "bbc-test4.jsonl"))
-    assert not test4 & set().union(*(f for name, f in files.items() if name != "bbc-test4.jsonl"), train_files, {q["about"] for q in unanswerable})
+    # The held-out follow-ups (session 13) continue conversations on bbc-test4's articles (checked above).
+    others = (f for name, f in files.items() if name not in ("bbc-test4.jsonl", "bbc-test-followup.jsonl", "bbc-test-followup2.jsonl"))
+    assert not test4 & set().union(*others, train_files, {q["about"] for q in unanswerable})
     assert len(load_questions(QUESTIONS / "bbc-dev.jsonl")) >= 60 and len(load_questions(QUESTIONS / "seeds.jsonl")) >= 15
 
 
@@ -144,7 +150,10 @@ def _copies(corpora, docs: set[str], others: set[str]) -> list[str]:
 @pytest.mark.parametrize("held_out", ["bbc-test3.jsonl", "bbc-test4.jsonl"])
 def test_the_newer_held_out_sets_share_no_title_or_sentence_with_any_other_set(held_out, corpora):
     """bbc-test3's and bbc-test4's articles were chosen so: no other set's article is a copy of one of them."""
-    others = set().union(*(_articles_of(name) for name in SETS if SETS[name] is BBC and name != held_out))
+    # The held-out follow-ups (session 13) reuse bbc-test4's own articles on purpose.
+    follow_ups = {"bbc-test-followup.jsonl", "bbc-test-followup2.jsonl"}
+    others = set().union(*(_articles_of(name) for name in SETS if SETS[name] is BBC and name != held_out
+                           and not (held_out == "bbc-test4.jsonl" and name in follow_ups)))
     assert not _copies(corpora, _articles_of(held_out), others)
 
 
