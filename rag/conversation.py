@@ -5,10 +5,10 @@ from __future__ import annotations
 import re
 from typing import Callable
 
-from rag.questions import ENTITY_LABELS, WORD, entity_kind, named_in, question_words
+from rag.questions import ANSWER_PATTERNS, ENTITY_LABELS, WORD, entity_kind, named_in, question_words
 
 _ANAPHOR = re.compile(r"\b(it|its|it's|they|them|their|theirs|this|that|these|those|he|him|his|she|her|there|the company|the firm|the lab)\b", re.I)
-_ELLIPSIS = re.compile(r"^\s*(and|what about|how about|what of|also|why|when|where|how)\b[^?]{0,25}\??\s*$", re.I)
+_ELLIPSIS = re.compile(r"^\s*(also|why|when|where|how)\b[^?]{0,25}\??\s*$", re.I)
 _FUNCTION = frozenset(
     """a an the of to in on for and or but is are was were be been do does did has have had what which who
     whom whose when where why how many much that this these those it its with by from as at about into
@@ -132,7 +132,8 @@ _FIGURE = re.compile(r"^[$£€]?\d[\d,.]*(?:%|bn|m|k)?$")
 
 def _swapped(word: str, question: str) -> bool:
     """Is ``word`` a year or figure that the follow-up replaces with its own ("And in 2003?" after "... in 2004?")?"""
-    return bool(_FIGURE.match(word)) and any(_FIGURE.match(w) and (len(w) == 4) == (len(word) == 4)
+    year = ANSWER_PATTERNS["year"].fullmatch
+    return bool(_FIGURE.match(word)) and any(_FIGURE.match(w) and bool(year(w)) == bool(year(word))
                                              for w in WORD.findall(question))
 
 

@@ -158,7 +158,7 @@ def run(desk, questions: list[dict], *, baseline=None, k: int = 10, progress: bo
         unlocated += [f"{q['id']}: {g.article_id}" for g in golds if g.start is None]
         t0 = time.perf_counter()
         # A follow-up (a question with "history") is retrieved as the engine rewrites it, as ask() does.
-        history = [tuple(t) for t in q.get("history") or []]
+        history = q.get("history") or []
         hits = desk.retrieve(desk.rewrite(q["question"], history) if history else q["question"], k=k)
         retrieve_seconds = time.perf_counter() - t0
         t0 = time.perf_counter()
